@@ -22,7 +22,11 @@ def _to_tensor(x, dtype=None) -> torch.Tensor:
 
 def ranks(scores, target) -> torch.Tensor:
     """1-based rank of each caption's relevant clip; scores (n_captions, n_clips)."""
-    scores = _to_tensor(scores, torch.float32)
+    scores = _to_tensor(scores)
+    # keep float64 scores in float64: a cast to float32 would turn close scores into ties,
+    # which count against the relevant clip
+    if not scores.is_floating_point():
+        scores = scores.to(torch.float64)
     target = _to_tensor(target, torch.long)
     if scores.ndim != 2:
         raise ValueError(f"scores must be (n_captions, n_clips), got shape {tuple(scores.shape)}")
