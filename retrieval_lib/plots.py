@@ -1,0 +1,138 @@
+"""Plotting helpers for the book's figures (matplotlib; each returns the Axes it drew on).
+
+Every helper takes `synthetic=` and, when True, stamps the axes so a figure copied out of the
+book still says its numbers come from synthetic data. Paper values are drawn as black stars.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SYNTHETIC_STAMP = "synthetic data"
+
+
+def _axes(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    return ax
+
+
+def stamp_synthetic(ax, synthetic: bool = True):
+    """Write 'synthetic data' in the corner of the axes."""
+    if synthetic:
+        ax.text(0.99, 0.02, SYNTHETIC_STAMP, transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=9, color="firebrick", alpha=0.8, style="italic")
+    return ax
+
+
+def plot_training_curves(history: dict, ax=None, synthetic: bool = False, title: str | None = None):
+    """Train / validation loss per epoch (left axis) and validation mAP@10 (right axis)."""
+    ax = _axes(ax)
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    ax.plot(epochs, history["train_loss"], label="train loss", color="tab:blue")
+    ax.plot(epochs, history["val_loss"], label="validation loss", color="tab:orange")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("triplet loss (eq. 7)")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, history["val_map"], label="validation mAP@10", color="tab:green", ls="--")
+    if "test_map" in history and np.isfinite(history["test_map"]).any():
+        ax2.plot(epochs, history["test_map"], label="test mAP@10", color="tab:red", ls=":")
+    ax2.set_ylabel("mAP@10")
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return stamp_synthetic(ax, synthetic)
+
+
+def plot_score_distributions(scores: dict, ax=None, synthetic: bool = False, title: str | None = None,
+                             bins: int = 60):
+    """Histograms of positive and impostor scores (the paper's Fig. 2).
+
+    scores: {"pos": ..., "audio_imp": ..., "caption_imp": ...} as from loss.triplet_loss(...,
+    return_scores=True) or analysis.pair_scores.
+    """
+    ax = _axes(ax)
+    names = {"pos": "Pos", "audio_imp": "A imp", "caption_imp": "Q imp"}
+    edges = np.linspace(-1, 1, bins + 1)
+    for key, label in names.items():
+        v = np.asarray(scores[key], dtype=float)
+        ax.hist(v, bins=edges, density=True, histtype="step", lw=1.6, label=f"{label} (n={len(v)})")
+    ax.set_xlabel("similarity score (dot product)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return stamp_synthetic(ax, synthetic)
+
+
+def plot_metric_spread(values: dict, ax=None, synthetic: bool = False, paper: dict | None = None,
+                       metric: str = "mAP@10", xlabel: str = "", title: str | None = None):
+    """One column per setting: every seed as a dot, the mean as a bar; paper values as stars.
+
+    values: {setting: [metric per seed]}; paper: {setting: paper value} (optional).
+    """
+    ax = _axes(ax)
+    keys = list(values)
+    x = np.arange(len(keys))
+    means = [np.mean(values[k]) for k in keys]
+    ax.bar(x, means, color="tab:blue", alpha=0.35, width=0.6, label="this run, mean over seeds")
+    for i, k in enumerate(keys):
+        v = np.asarray(values[k], dtype=float)
+        ax.scatter(np.full(len(v), x[i]) + np.linspace(-0.12, 0.12, len(v)), v, color="tab:blue",
+                   s=14, zorder=3)
+    if paper:
+        px = [i for i, k in enumerate(keys) if k in paper]
+        if px:
+            ax2 = ax.twinx()
+            ax2.scatter(px, [paper[keys[i]] for i in px], marker="*", s=140, color="black",
+                        zorder=4, label="paper (Clotho, right axis)")
+            ax2.set_ylabel(f"paper {metric}")
+            ax2.legend(loc="upper right", fontsize=8)
+    ax.set_xticks(x, [str(k) for k in keys])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(metric)
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return stamp_synthetic(ax, synthetic)
+
+
+def plot_lambda_curve(lams, maps_per_seed, ax=None, synthetic: bool = False, paper: dict | None = None,
+                      metric: str = "mAP@10"):
+    """The paper's Fig. 3: mAP@10 against the audio weight lambda, mean +- std over seeds.
+
+    maps_per_seed: array (n_lambdas, n_seeds). paper: {lambda: value} points, drawn as stars on
+    a second axis (the paper's scale is Clotho's, not this corpus's).
+    """
+    ax = _axes(ax)
+    lams = np.asarray(lams, dtype=float)
+    m = np.asarray(maps_per_seed, dtype=float)
+    mean, std = m.mean(axis=1), m.std(axis=1)
+    ax.plot(lams, mean, marker="o", color="tab:blue", label="this run (mean over seeds)")
+    ax.fill_between(lams, mean - std, mean + std, color="tab:blue", alpha=0.2, label="+- 1 std")
+    best = lams[int(np.argmax(mean))]
+    ax.axvline(best, color="tab:blue", ls=":", lw=1)
+    ax.set_xlabel("lambda (weight of the learned audio embedding, eq. 5)")
+    ax.set_ylabel(metric)
+    ax.legend(loc="lower center", fontsize=8)
+    if paper:
+        ax2 = ax.twinx()
+        ax2.plot(list(paper), list(paper.values()), "k*", ms=12, label="paper (Clotho, right axis)")
+        ax2.set_ylabel(f"paper {metric}")
+        ax2.legend(loc="lower right", fontsize=8)
+    return stamp_synthetic(ax, synthetic)
+
+
+def plot_rank_histogram(ranks, ax=None, synthetic: bool = False, max_rank: int = 50, label: str | None = None):
+    """Where the relevant clip lands: histogram of its rank, with the top-10 cut of mAP@10."""
+    ax = _axes(ax)
+    r = np.minimum(np.asarray(ranks), max_rank + 1)
+    ax.hist(r, bins=np.arange(0.5, max_rank + 2.5), histtype="stepfilled", alpha=0.5, label=label)
+    ax.axvline(10.5, color="black", ls="--", lw=1)
+    ax.text(10.7, ax.get_ylim()[1] * 0.9, "top 10", fontsize=8)
+    ax.set_xlabel(f"rank of the relevant clip ({max_rank + 1} = beyond {max_rank})")
+    ax.set_ylabel("captions")
+    if label:
+        ax.legend(fontsize=8)
+    return stamp_synthetic(ax, synthetic)
