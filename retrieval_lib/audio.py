@@ -1,0 +1,319 @@
+"""Audio encoder: PaSST logits (the 527-d e_l of the paper, section 2.2).
+
+Three pieces:
+
+* `load_audio` reads a WAV file into a mono float32 array at PaSST's 32 kHz (Clotho is 44.1 kHz).
+* `build_passt` builds hear21passt's PaSST network wrapped for logit output, silently (hear21passt
+  prints the whole model when it builds one).
+* `PasstLogitExtractor` turns many clips into an (n, 527) array of pre-sigmoid logits with the
+  windowing the paper used (hear21passt's scene embedding): a clip no longer than the model
+  window is forwarded whole; a longer clip is reflect-padded by half a window on each side, cut
+  into windows with a fixed hop, and its logits are the mean of the windows' logits. Unlike
+  hear21passt, which runs the windows of one clip one forward pass at a time, the extractor packs
+  windows of many clips into forward passes of `batch_size` windows, which is what makes
+  extraction fast on a GPU. The numbers are those of hear21passt's `get_scene_embeddings`
+  applied to each clip on its own (tests/test_audio.py checks it).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .tags import N_TAGS
+
+PASST_SR = 32000
+
+# variant -> hear21passt architecture, input frames, model window and scene hop (ms).
+# "10s" is the paper's model and windowing (10 s windows, 2.5 s hop). "20s" / "30s" are the
+# PaSST models trained on 20 s / 30 s inputs; their hops are those hear21passt's base20sec /
+# base30sec use. A 20s model sees a Clotho clip of 15-20 s in one pass and windows longer ones.
+VARIANTS = {
+    "10s": {"arch": "passt_s_swa_p16_128_ap476", "input_tdim": 998, "window_ms": 10000, "hop_ms": 2500},
+    "20s": {"arch": "passt_20sec", "input_tdim": 2000, "window_ms": 20000, "hop_ms": 5000},
+    "30s": {"arch": "passt_30sec", "input_tdim": 3000, "window_ms": 30000, "hop_ms": 10000},
+}
+
+# PaSST's mel front end hops 320 samples and patches 16 frames: shorter input cannot form a patch.
+MIN_SAMPLES = 16 * 320
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used (missing, unreadable, empty, NaN, wrong rate)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading audio
+# ---------------------------------------------------------------------------------------------
+
+def load_audio(path, target_sr: int = PASST_SR, resample: bool = True) -> np.ndarray:
+    """Read an audio file as a 1-d float32 array at `target_sr`.
+
+    Multichannel files are averaged to mono (PaSST takes one channel; Clotho is mono anyway).
+    A file at another rate is resampled with torchaudio.functional.resample (bandlimited sinc),
+    or refused when resample=False. Missing, unreadable, empty or NaN-containing files raise
+    AudioError naming the file, so a bad clip is never silently turned into zeros.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)   # (frames, channels)
+    except Exception as err:  # libsndfile raises its own error types for corrupt files
+        raise AudioError(f"{path}: cannot read audio ({type(err).__name__}: {err})") from err
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: the file holds no audio samples")
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(wave).all():
+        raise AudioError(f"{path}: the audio contains NaN or inf samples")
+    if sr != target_sr:
+        if not resample:
+            raise ValueError(f"{path}: sample rate is {sr} Hz but {target_sr} Hz is required "
+                             f"(pass resample=True to convert it)")
+        import torchaudio.functional as AF
+        wave = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), int(sr), int(target_sr)).numpy()
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building PaSST
+# ---------------------------------------------------------------------------------------------
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_passt(variant: str = "10s", pretrained: bool = True, device=None, seed: int | None = None):
+    """PaSST wrapped by hear21passt's PasstBasicWrapper in "logits" mode, in eval mode.
+
+    pretrained=True downloads the AudioSet weights from GitHub (cached by torch.hub);
+    pretrained=False gives the same network with random weights (same cost, same code path),
+    which is what offline tests use. `seed` makes the random initialisation reproducible
+    without touching the global random state.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown PaSST variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    # imported here: importing the library must stay cheap and side-effect free
+    from hear21passt.models import passt as passt_models
+    from hear21passt.models.preprocess import AugmentMelSTFT
+    from hear21passt.wrapper import PasstBasicWrapper
+
+    spec = VARIANTS[variant]
+    rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+    with rng, contextlib.redirect_stdout(io.StringIO()):   # get_model prints the whole network
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            net = passt_models.get_model(arch=spec["arch"], pretrained=pretrained,
+                                         input_tdim=spec["input_tdim"])
+        except OSError as err:  # urllib's URLError and HTTPError are OSErrors
+            raise RuntimeError(
+                f"could not download the pretrained PaSST weights for variant {variant!r} "
+                f"({spec['arch']}): {err}. Real extraction needs internet access once (the weights "
+                f"are then cached by torch.hub); for offline tests use pretrained=False") from err
+        # the mel front end of hear21passt.base.get_basic_model (augmentation is off in eval mode)
+        mel = AugmentMelSTFT(n_mels=128, sr=PASST_SR, win_length=800, hopsize=320, n_fft=1024,
+                             freqm=48, timem=192, htk=False, fmin=0.0, fmax=None, norm=1,
+                             fmin_aug_range=10, fmax_aug_range=2000)
+    # hear21passt prints tensor shapes during its first forward pass, guarded by this flag
+    passt_models.first_RUN = False
+    model = PasstBasicWrapper(mel=mel, net=net, mode="logits", max_model_window=spec["window_ms"],
+                              scene_hop=spec["hop_ms"])
+    return model.to(device or default_device()).eval()
+
+
+@contextlib.contextmanager
+def _quiet_hear21passt():
+    """Hide hear21passt's warnings that are expected here and not actionable by a user: inputs
+    shorter than the nominal 10 s, and deprecated torch spellings (autocast, real-valued stft)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Input image size")
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*autocast.*")
+        warnings.filterwarnings("ignore", message="stft with return_complex=False")
+        yield
+
+
+def mel_spectrogram(waveform, model) -> np.ndarray:
+    """The log-mel spectrogram PaSST sees, (128, n_frames), for a 1-d waveform at 32 kHz.
+
+    `model` is a wrapper from build_passt or a PasstLogitExtractor. The pre-emphasis filter
+    drops one sample, so n samples give (n - 1) // 320 + 1 frames.
+    """
+    model = getattr(model, "model", model)
+    x = _as_clip(waveform, "waveform")
+    device = next(model.parameters()).device
+    with torch.inference_mode(), _quiet_hear21passt():
+        return model.mel(x.unsqueeze(0).to(device))[0].float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+# ---------------------------------------------------------------------------------------------
+
+def _as_clip(waveform, what) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
+    if x.ndim != 1:
+        raise ValueError(f"{what}: expected a 1-d mono waveform, got shape {tuple(x.shape)}")
+    if x.numel() < MIN_SAMPLES:
+        raise ValueError(f"{what}: {x.numel()} samples is too short for PaSST "
+                         f"(at least {MIN_SAMPLES} samples = {MIN_SAMPLES / PASST_SR:.2f} s at 32 kHz)")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what}: waveform contains NaN or inf")
+    return x
+
+
+class PasstLogitExtractor:
+    """Batched PaSST logit extraction with the paper's long-clip windowing.
+
+    >>> ex = PasstLogitExtractor("10s", pretrained=False)        # doctest: +SKIP
+    >>> ex.logits([np.zeros(32000 * 17, np.float32)]).shape    # doctest: +SKIP
+    (1, 527)
+
+    How clips are batched (and why the result equals the per-clip one):
+    * clips longer than the model window are cut into windows that all have exactly the window
+      length; windows of many clips are stacked into batches of `batch_size`, and each clip's
+      logits are the mean of its windows' logits, as in hear21passt;
+    * clips no longer than the window are forwarded whole, batched only with clips of the *same*
+      length. Zero-padding a short clip to a longer one would change its logits (PaSST sees the
+      padding as silence), so clips of different lengths never share a forward pass.
+    PaSST has no batch-coupled layer in eval mode, so batching changes nothing but float rounding.
+
+    amp: autocast the forward passes (float16 on CUDA, bfloat16 on CPU); default on for CUDA,
+    off for CPU. Logits are returned as float32 either way.
+    """
+
+    def __init__(self, variant: str = "10s", pretrained: bool = True, device=None,
+                 batch_size: int = 8, amp: bool | None = None, model=None, progress: bool = False,
+                 seed: int | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown PaSST variant {variant!r}; choose one of {sorted(VARIANTS)}")
+        self.variant, self.pretrained = variant, bool(pretrained)
+        if model is None:
+            model = build_passt(variant, pretrained=pretrained, device=device, seed=seed)
+        elif device is not None:
+            model = model.to(device)
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.batch_size = int(batch_size)
+        self.amp = (self.device.type == "cuda") if amp is None else bool(amp)
+        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.progress = progress
+        # window and hop in samples, read from the wrapper so a hand-built model is honoured
+        self.window = int(model.max_model_window)
+        self.hop = int(model.scene_hop)
+
+    def describe(self) -> dict:
+        """What produced the logits (for a corpus' provenance)."""
+        return {"passt_variant": self.variant, "passt_arch": VARIANTS[self.variant]["arch"],
+                "passt_pretrained": self.pretrained, "sample_rate": PASST_SR,
+                "windowing": {"window_s": self.window / PASST_SR, "hop_s": self.hop / PASST_SR,
+                              "pad": "reflect, half a window each side, clips longer than the window",
+                              "aggregation": "mean of pre-sigmoid window logits"},
+                "amp": self.amp and str(self.amp_dtype).replace("torch.", "")}
+
+    def n_windows(self, n_samples: int) -> int:
+        """Forward passes a clip of n_samples costs (1 if it fits the model window)."""
+        if n_samples <= self.window:
+            return 1
+        pad = self.window // 2
+        return (n_samples + 2 * pad - self.window) // self.hop + 1
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(b, n_samples) waveforms -> (b, 527) float32 logits on the CPU."""
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.inference_mode(), _quiet_hear21passt():
+            if self.amp:
+                with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype):
+                    out = self.model(batch)
+            else:
+                out = self.model(batch)
+        return out.float().cpu()
+
+    def _windows(self, clip: torch.Tensor):
+        """The (n_windows, window) windows of a long clip, as hear21passt cuts them."""
+        pad = self.window // 2
+        padded = F.pad(clip.view(1, 1, -1), (pad, pad), mode="reflect").view(-1)
+        return padded.unfold(0, self.window, self.hop)   # a view: no copy of the clip
+
+    def logits(self, waveforms, progress: bool | None = None) -> np.ndarray:
+        """(n, 527) float32 pre-sigmoid logits of 1-d float waveforms at 32 kHz."""
+        if isinstance(waveforms, np.ndarray) and waveforms.ndim == 1:
+            raise ValueError("logits() takes a list of waveforms, not a single waveform")
+        clips = [_as_clip(w, f"clip {i}") for i, w in enumerate(waveforms)]
+        n = len(clips)
+        out = np.zeros((n, N_TAGS), dtype=np.float32)
+        if n == 0:
+            return out
+        show = self.progress if progress is None else progress
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=sum(self.n_windows(c.numel()) for c in clips), desc="PaSST",
+                       unit="window")
+
+        # short clips: one forward pass each, batched by equal length
+        by_len: dict = {}
+        for i, c in enumerate(clips):
+            if c.numel() <= self.window:
+                by_len.setdefault(c.numel(), []).append(i)
+        for idx in by_len.values():
+            for s in range(0, len(idx), self.batch_size):
+                chunk = idx[s:s + self.batch_size]
+                out[chunk] = self._forward(torch.stack([clips[i] for i in chunk])).numpy()
+                if bar is not None:
+                    bar.update(len(chunk))
+
+        # long clips: stream windows into full batches; keep each clip's window logits
+        long_idx = [i for i, c in enumerate(clips) if c.numel() > self.window]
+        per_clip = {i: [] for i in long_idx}
+        pending, owners = [], []
+
+        def flush():
+            res = self._forward(torch.stack(pending))
+            for owner, row in zip(owners, res):
+                per_clip[owner].append(row)
+            if bar is not None:
+                bar.update(len(pending))
+            pending.clear()
+            owners.clear()
+
+        for i in long_idx:
+            for w in self._windows(clips[i]):
+                pending.append(w)
+                owners.append(i)
+                if len(pending) == self.batch_size:
+                    flush()
+        if pending:
+            flush()
+        for i in long_idx:
+            # stack-then-mean, the same reduction hear21passt applies to its window logits
+            out[i] = torch.stack(per_clip[i]).mean(0).numpy()
+        if bar is not None:
+            bar.close()
+        if not np.isfinite(out).all():
+            bad = np.flatnonzero(~np.isfinite(out).all(axis=1)).tolist()
+            raise FloatingPointError(f"PaSST produced NaN/inf logits for clips {bad[:10]}"
+                                     + (" (try amp=False)" if self.amp else ""))
+        return out
+
+
+def windows_per_clip(seconds: float, variant: str = "10s") -> int:
+    """How many forward passes a clip of `seconds` costs with a variant (for planning)."""
+    spec = VARIANTS[variant]
+    n = int(round(seconds * PASST_SR))
+    window = spec["window_ms"] * PASST_SR // 1000
+    hop = spec["hop_ms"] * PASST_SR // 1000
+    return 1 if n <= window else (n + 2 * (window // 2) - window) // hop + 1
+
+
+__all__ = ["AudioError", "PASST_SR", "VARIANTS", "build_passt", "load_audio", "mel_spectrogram",
+           "PasstLogitExtractor", "windows_per_clip", "default_device"]

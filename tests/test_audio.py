@@ -1,0 +1,139 @@
+"""Tests of retrieval_lib.audio: reading WAVs, and PaSST logit extraction against hear21passt.
+
+The PaSST tests use one random-initialised network (no download) shared by the module; a CPU
+forward pass of a 10 s window costs a few seconds, so the clips are few and short.
+"""
+import urllib.error
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from retrieval_lib import audio
+from retrieval_lib.audio import AudioError, PasstLogitExtractor, build_passt, load_audio, mel_spectrogram
+
+SR = audio.PASST_SR
+
+
+# ---------------------------------------------------------------------------------------------
+# load_audio
+# ---------------------------------------------------------------------------------------------
+
+def test_load_audio_mono_at_target_rate(tmp_path):
+    x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", x, SR, subtype="FLOAT")
+    y = load_audio(tmp_path / "a.wav")
+    assert y.dtype == np.float32 and y.shape == (SR,)
+    np.testing.assert_allclose(y, x, atol=1e-7)
+
+
+def test_load_audio_averages_channels(tmp_path):
+    left = np.linspace(-0.5, 0.5, 1000, dtype=np.float32)
+    right = np.full(1000, 0.25, dtype=np.float32)
+    sf.write(tmp_path / "st.wav", np.stack([left, right], axis=1), SR, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(tmp_path / "st.wav"), (left + right) / 2, atol=1e-7)
+
+
+def test_load_audio_resamples_clotho_rate(tmp_path):
+    sr_in = 44100
+    t = np.arange(int(1.5 * sr_in)) / sr_in
+    sf.write(tmp_path / "c.wav", (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), sr_in,
+             subtype="FLOAT")
+    y = load_audio(tmp_path / "c.wav")
+    assert y.shape == (int(1.5 * SR),)
+    # the 1 kHz tone survives: its spectral peak sits at 1 kHz at the new rate
+    spec = np.abs(np.fft.rfft(y[2000:-2000]))
+    peak_hz = np.argmax(spec) * SR / (y.size - 4000)
+    assert abs(peak_hz - 1000) < 5
+
+
+def test_load_audio_refuses_other_rate_without_resampling(tmp_path):
+    sf.write(tmp_path / "r.wav", np.zeros(4410, np.float32), 44100)
+    with pytest.raises(ValueError, match=r"r\.wav.*44100.*32000"):
+        load_audio(tmp_path / "r.wav", resample=False)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt", "nan"])
+def test_load_audio_bad_files_name_the_file(tmp_path, kind):
+    path = tmp_path / f"bad_{kind}.wav"
+    if kind == "empty":
+        sf.write(path, np.zeros(0, np.float32), SR)
+    elif kind == "corrupt":
+        path.write_bytes(b"RIFF\x00\x00not a wave file at all" * 10)
+    elif kind == "nan":
+        x = np.zeros(100, np.float32)
+        x[10] = np.nan
+        sf.write(path, x, SR, subtype="FLOAT")
+    with pytest.raises(AudioError, match=f"bad_{kind}.wav"):
+        load_audio(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# PaSST
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def passt():
+    return build_passt("10s", pretrained=False, device="cpu", seed=0)
+
+
+def test_build_passt_is_eval_logits_model(passt):
+    assert not passt.training and passt.mode == "logits"
+    assert passt.max_model_window == 10 * SR and passt.scene_hop == SR * 5 // 2
+    # seeded random initialisation is reproducible
+    again = build_passt("10s", pretrained=False, device="cpu", seed=0)
+    assert torch.equal(again.net.head[-1].weight, passt.net.head[-1].weight)
+
+
+def test_build_passt_download_failure_is_explained(monkeypatch):
+    from hear21passt.models import passt as passt_models
+
+    def offline(**kwargs):
+        raise urllib.error.URLError("Name or service not known")
+    monkeypatch.setattr(passt_models, "get_model", offline)
+    with pytest.raises(RuntimeError, match="could not download.*pretrained=False"):
+        build_passt("10s", pretrained=True, device="cpu")
+
+
+def test_extractor_input_checks(passt):
+    ex = PasstLogitExtractor(model=passt, pretrained=False)
+    assert ex.amp is False            # CPU default: fp32
+    assert ex.logits([]).shape == (0, 527)
+    with pytest.raises(ValueError, match="clip 1.*too short"):
+        ex.logits([np.zeros(SR, np.float32), np.zeros(100, np.float32)])
+    with pytest.raises(ValueError, match="clip 0.*1-d"):
+        ex.logits([np.zeros((2, SR), np.float32)])
+    with pytest.raises(ValueError, match="clip 0.*NaN"):
+        ex.logits([np.full(SR, np.nan, np.float32)])
+    assert [ex.n_windows(n) for n in (SR, 10 * SR, 10 * SR + 1, 17 * SR)] == [1, 1, 5, 7]
+
+
+def test_mel_spectrogram_shape(passt):
+    mel = mel_spectrogram(np.random.default_rng(0).standard_normal(SR).astype(np.float32), passt)
+    assert mel.shape == (128, (SR - 1) // 320 + 1) and np.isfinite(mel).all()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Input image size", "ignore:stft with return_complex",
+                            "ignore::FutureWarning")   # hear21passt's own reference path
+def test_batched_extraction_matches_hear21passt_per_clip(passt):
+    rng = np.random.default_rng(1)
+    seconds = (4, 17, 10, 4)   # two 4 s clips share a forward pass; 17 s is windowed
+    clips = [(0.1 * rng.standard_normal(s * SR)).astype(np.float32) for s in seconds]
+    # batch_size 3 puts windows of the 17 s clip in several batches
+    ours = PasstLogitExtractor(model=passt, pretrained=False, batch_size=3).logits(clips)
+    assert ours.shape == (4, 527) and ours.dtype == np.float32
+    with torch.no_grad():
+        ref = np.stack([passt.get_scene_embeddings(torch.from_numpy(c)[None])[0].numpy() for c in clips])
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+    # not trivially equal: different clips give different logits
+    assert np.abs(ref[0] - ref[3]).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_20s_variant_builds_and_extracts():
+    ex = PasstLogitExtractor("20s", pretrained=False, device="cpu", seed=0)
+    assert ex.window == 20 * SR and ex.n_windows(17 * SR) == 1 and ex.n_windows(25 * SR) == 6
+    out = ex.logits([np.zeros(2 * SR, np.float32), 0.1 * np.ones(SR, np.float32)])
+    assert out.shape == (2, 527) and np.isfinite(out).all()
