@@ -160,17 +160,14 @@ def _event_tables():
     return table
 
 
-def _ing(phrase: str) -> str:
-    """'a dog barks' -> 'a dog barking' (good enough for the 'over the sound of' template)."""
+def _ing(phrase: str) -> str | None:
+    """'birds are singing' -> 'birds singing'; None when the clause has no progressive form
+    (guessing gerunds of simple-present verbs goes wrong: 'church bells ring')."""
     words = phrase.split()
     for i, w in enumerate(words):
         if w in ("is", "are"):
             return " ".join(words[:i] + words[i + 1:])
-        if i > 0 and w.endswith("s") and not w.endswith("ss") and w not in ("is", "its"):
-            stem = w[:-2] if w.endswith("es") and w[-3] in "shx" else w[:-1]
-            stem = stem[:-1] if stem.endswith("e") and not stem.endswith("ee") else stem
-            return " ".join(words[:i] + [stem + "ing"] + words[i + 1:])
-    return phrase
+    return None
 
 
 def _caption(rng, events, saliences, scene) -> str:
@@ -188,7 +185,9 @@ def _caption(rng, events, saliences, scene) -> str:
     if len(parts) == 1:
         text = parts[0]
     elif len(parts) == 2:
-        text = str(rng.choice(_JOIN2)).format(a=parts[0], b=parts[1], b_ing=_ing(parts[1]))
+        b_ing = _ing(parts[1])
+        templates = _JOIN2 if b_ing else [t for t in _JOIN2 if "{b_ing}" not in t]
+        text = str(rng.choice(templates)).format(a=parts[0], b=parts[1], b_ing=b_ing)
     else:
         text = str(rng.choice(_JOIN3)).format(a=parts[0], b=parts[1], c=parts[2])
     if scene is not None and rng.random() < 0.5:

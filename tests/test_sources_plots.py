@@ -1,0 +1,90 @@
+"""Data sources, the analysis helpers and the plotting helpers (rendered headless)."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from retrieval_lib import analysis, paper, plots  # noqa: E402
+from retrieval_lib.data import Corpus, RetrievalSplit  # noqa: E402
+from retrieval_lib.sources import data_note, load_corpus  # noqa: E402
+
+
+def _split(name, n_clips, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return RetrievalSplit(name, rng.normal(size=(n_clips, 527)), rng.normal(size=(2 * n_clips, d)),
+                          np.repeat(np.arange(n_clips), 2), [f"c{i}.wav" for i in range(n_clips)],
+                          [f"caption {i}" for i in range(2 * n_clips)])
+
+
+def _corpus(source="synthetic"):
+    tag = np.random.default_rng(1).normal(size=(527, 4))
+    return Corpus(_split("train", 6), _split("val", 3), _split("test", 3), tag, {"source": source})
+
+
+def test_unknown_source_refused():
+    with pytest.raises(ValueError, match="DATA must be one of"):
+        load_corpus("audiocaps")
+
+
+def test_data_note_says_synthetic():
+    assert "synthetic" in data_note(_corpus()).lower()
+    assert "real clotho" in data_note(_corpus("clotho")).lower()
+
+
+def test_clotho_source_loads_a_complete_cache(tmp_path):
+    _corpus("clotho").save(tmp_path / "clotho")
+    loaded = load_corpus("clotho", cache_dir=tmp_path)
+    assert not loaded.is_synthetic and loaded.test.n_clips == 3
+
+
+def test_pair_scores_match_hand_computation():
+    split = _split("s", 5, d=3)
+    audio = torch.nn.functional.normalize(torch.randn(5, 3), dim=-1)
+    out = analysis.pair_scores(audio, split, batch_size=4, seed=0)
+    from retrieval_lib.text import query_embedding
+    q = query_embedding(split.text_emb)
+    expected_pos = sorted(float(q[i] @ audio[split.caption_clip[i]]) for i in range(split.n_captions))
+    np.testing.assert_allclose(sorted(out["pos"]), expected_pos, atol=1e-6)
+    # every impostor score is one of the caption-vs-other-clip scores
+    allowed = {round(float(q[i] @ audio[c]), 5) for i in range(10) for c in range(5) if c != split.caption_clip[i]}
+    assert {round(float(v), 5) for v in out["audio_imp"]} <= allowed
+
+
+def test_top_k_orders_by_score():
+    split = _split("s", 4)
+    rows = analysis.top_k(torch.tensor([0.1, 0.9, -0.2, 0.5]), split, k=3)
+    assert [r["clip"] for r in rows] == ["c1.wav", "c3.wav", "c0.wav"]
+    assert rows[0]["a reference caption"] == "caption 2"   # clip 1's first caption
+    with pytest.raises(ValueError, match="one per clip"):
+        analysis.top_k(torch.zeros(3), split)
+
+
+def test_plots_render_and_stamp_synthetic():
+    hist = {"train_loss": [1.0, 0.8], "val_loss": [1.1, 0.9], "val_map": [0.1, 0.2], "test_map": [0.1, 0.15]}
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3))
+    plots.plot_training_curves(hist, axes[0], synthetic=True)
+    plots.plot_score_distributions({"pos": np.r_[0.5, 0.6], "audio_imp": np.r_[0.1], "caption_imp": np.r_[0.0]},
+                                   axes[1], synthetic=True)
+    plots.plot_metric_spread({"layer": [0.3, 0.32], "none": [0.2, 0.25]}, axes[2], synthetic=True,
+                             paper=paper.NORM_MAP10)
+    plots.plot_lambda_curve([0, 0.5, 1], [[0.1, 0.12], [0.3, 0.31], [0.28, 0.3]], axes[3],
+                            synthetic=True, paper=paper.LAMBDA_MAP10)
+    plots.plot_rank_histogram([1, 2, 3, 60], axes[4], synthetic=True)
+    for ax in axes:
+        assert any(t.get_text() == plots.SYNTHETIC_STAMP for t in ax.texts)
+    fig.canvas.draw()
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    plots.plot_rank_histogram([1, 2], ax, synthetic=False)
+    assert not any(t.get_text() == plots.SYNTHETIC_STAMP for t in ax.texts)
+    plt.close(fig)
+
+
+def test_paper_numbers_consistent():
+    assert paper.TABLE1_DEVTEST["PaSST-MPnet-tags"]["mAP@10"] == paper.NORM_MAP10["layer"] == paper.LAMBDA_MAP10[0.8]
+    assert paper.LAMBDA_MAP10[1.0] == paper.TABLE1_DEVTEST["PaSST-MPnet"]["mAP@10"]
+    assert paper.N_PARAMS == 2 * 527 + 527 * 768 + 768
