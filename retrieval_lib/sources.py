@@ -15,7 +15,8 @@ SOURCES = ("synthetic", "clotho")
 
 
 def load_corpus(source: str = "synthetic", cache_dir=None, clotho_dir=None,
-                synthetic_spec: SyntheticSpec | None = None, **pipeline_kwargs) -> Corpus:
+                synthetic_spec: SyntheticSpec | None = None, text_model: str | None = None,
+                passt_variant: str = "10s") -> Corpus:
     """The corpus a chapter works on.
 
     synthetic: built once (a minute on CPU) and cached under cache_dir.
@@ -30,11 +31,16 @@ def load_corpus(source: str = "synthetic", cache_dir=None, clotho_dir=None,
     target = cache_dir / "clotho"
     if (target / "corpus.json").exists():
         return Corpus.load(target)
-    from .pipeline import run_pipeline  # heavy: only when real data is asked for
+    # heavy imports only when real data is asked for
+    from .audio import PasstLogitExtractor
+    from .clotho import download_clotho
+    from .pipeline import build_corpus
+    from .text import DEFAULT_TEXT_MODEL, TextEncoder
 
-    run_pipeline(data_dir=Path(clotho_dir or cache_dir / "clotho_raw"), cache_dir=target,
-                 download=True, train=False, **pipeline_kwargs)
-    return Corpus.load(target)
+    raw = Path(clotho_dir or cache_dir / "clotho_raw")
+    download_clotho(raw)   # skips what is already downloaded and extracted
+    return build_corpus(raw, target, PasstLogitExtractor(passt_variant, pretrained=True),
+                        TextEncoder(text_model or DEFAULT_TEXT_MODEL))
 
 
 def data_note(corpus: Corpus) -> str:
