@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -29,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from .data import Corpus, RetrievalSplit
-from .loss import hinge_sum, sample_impostors, triplet_loss, triplet_terms
-from .metrics import metrics_from_ranks, ranks, retrieval_metrics
+from .loss import sample_impostors, triplet_loss
+from .metrics import retrieval_metrics
 from .model import NORMS, AudioEncoder, linear_init
 from .tags import tag_embedding
 from .text import query_embedding
@@ -129,17 +130,6 @@ def stream_seed(seeds) -> int:
     """Seed of the data stream (batch order, impostors) for models trained together."""
     seeds = [int(s) for s in seeds]
     return int(np.random.SeedSequence([len(seeds), *seeds]).generate_state(1)[0])
-
-
-class _Prepared:
-    """A split as tensors, with its fixed transforms computed once."""
-
-    def __init__(self, split: RetrievalSplit, tag_emb: torch.Tensor):
-        self.split = split
-        self.logits = torch.from_numpy(split.logits)
-        self.query = query_embedding(torch.from_numpy(split.text_emb))     # eq. 1, fixed
-        self.tag_vec = tag_embedding(self.logits, tag_emb)                 # eq. 3-4, fixed
-        self.caption_clip = torch.from_numpy(split.caption_clip)
 
 
 def _check_inputs(corpus: Corpus, configs) -> None:
@@ -243,44 +233,98 @@ def _naive_val_loss(model, val: RetrievalSplit, config: TrainConfig) -> float:
 # ---------------------------------------------------------------------------------------------
 # The fast trainer: K models at once
 # ---------------------------------------------------------------------------------------------
+#
+# Why it is fast (see benchmarks/train_speed.py for the numbers):
+# * no autograd: the gradient of eq. 7 through eq. 6, 5 and 2 is written out by hand, so one
+#   training step is two batched matmuls forward/backward of the linear layer (a third one
+#   for the norm's gain and bias), a few fused element-wise ops and one fused Adam kernel;
+# * everything fixed is computed once: query embeddings (eq. 1), tag embeddings (eq. 3-4),
+#   the LayerNorm statistics of every clip (LayerNorm normalises each clip on its own, and the
+#   logits are frozen, so only the gain and bias are left to apply at each step);
+# * the K models of a group share every Python call (the per-step overhead is paid once);
+# * validation: one batched score matrix gives both the validation loss (the impostors of the
+#   validation loss are drawn from a fixed seed, so they are drawn once) and mAP@10;
+# * lam = 0 models have no gradient (their output is e_t alone): they are not trained, only
+#   scored, with the batch order and impostors they would have seen if trained alone;
+# * independent groups can run in worker processes (`workers=2` on two cores), each with one
+#   intra-op thread, which avoids the thread barriers that stall on a shared machine.
 
 def _group_key(c: TrainConfig):
     return (c.norm, c.batch_size, c.epochs, c.scheduler, c.plateau_factor, c.plateau_patience)
 
 
+def _plan_chunks(configs, max_group: int, workers: int) -> list:
+    """Lists of config indices, each trained as one group.
+
+    Frozen (lam == 0) configs get a chunk of their own (their data stream is the one they
+    would see alone). Other groups are cut into near-equal chunks of at most max_group
+    models, and into at least `workers` chunks so that every worker has something to do.
+    """
+    groups: dict = {}
+    chunks = []
+    for i, c in enumerate(configs):
+        if c.lam == 0.0:
+            chunks.append([i])
+        else:
+            groups.setdefault(_group_key(c), []).append(i)
+    for idx in groups.values():
+        n = max(math.ceil(len(idx) / max_group), min(workers, len(idx)))
+        size = math.ceil(len(idx) / n)
+        chunks += [idx[s:s + size] for s in range(0, len(idx), size)]
+    return chunks
+
+
+def _chunk_cost(configs, chunk) -> float:
+    c = configs[chunk[0]]
+    return 0.01 * c.epochs if c.lam == 0.0 else len(chunk) * c.epochs
+
+
 def train_models(configs, corpus: Corpus, init_states=None, track_test: bool = False,
-                 progress: bool = True, max_group: int = 64) -> list[TrainResult]:
+                 progress: bool = True, max_group: int = 64, workers: int = 1,
+                 num_threads: int | None = None) -> list[TrainResult]:
     """Train every configuration in `configs`; returns one TrainResult per config, in order.
 
     Configurations that share norm, batch size, epochs and scheduler settings are trained
     together (up to `max_group` at a time); lam, margin, lr, seed and selection may differ.
     init_states: optional list (one per config, or None) of state dicts to start from, e.g.
     a model pretrained on another corpus (section 3.2, AudioCaps pretraining).
+    workers: number of processes training groups side by side (2 on a 2-core laptop trains a
+    grid about twice as fast as one process); each uses `num_threads` intra-op threads
+    (default: torch's count divided among the workers). With workers=1, num_threads (if
+    given) is applied for the duration of the call.
     """
     configs = list(configs)
     _check_inputs(corpus, configs)
     if init_states is None:
         init_states = [None] * len(configs)
+    init_states = list(init_states)
     if len(init_states) != len(configs):
         raise ValueError("init_states must have one entry per config")
-    tag_emb = torch.from_numpy(corpus.tag_emb)
-    train = _Prepared(corpus.train, tag_emb)
-    val = _Prepared(corpus.val, tag_emb)
-    test = _Prepared(corpus.test, tag_emb) if (track_test or any(c.select == "test_map" for c in configs)) else None
-    groups: dict = {}
-    for i, c in enumerate(configs):
-        groups.setdefault(_group_key(c), []).append(i)
-    chunks = [idx[s:s + max_group] for idx in groups.values() for s in range(0, len(idx), max_group)]
+    if max_group < 1 or workers < 1 or (num_threads is not None and num_threads < 1):
+        raise ValueError("max_group, workers and num_threads must be >= 1")
+    chunks = _plan_chunks(configs, max_group, workers)
+    chunks.sort(key=lambda ch: -_chunk_cost(configs, ch))   # longest first: better packing
     results: list = [None] * len(configs)
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=sum(configs[i].epochs * 1 for i in range(len(configs))),
-                   desc=f"training {len(configs)} model(s)", unit="model-epoch")
-    for chunk in chunks:
-        out = _GroupTrainer([configs[i] for i in chunk], [init_states[i] for i in chunk],
-                            train, val, test).run(bar)
-        for i, r in zip(chunk, out):
+        bar = tqdm(total=sum(c.epochs for c in configs), desc=f"training {len(configs)} model(s)",
+                   unit="model-epoch")
+    jobs = [([configs[i] for i in ch], [init_states[i] for i in ch]) for ch in chunks]
+    if workers > 1 and len(chunks) > 1:
+        threads = num_threads or max(1, torch.get_num_threads() // workers)
+        outputs = _run_in_workers(jobs, corpus, track_test, min(workers, len(chunks)), threads, bar)
+    else:
+        previous = torch.get_num_threads()
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        try:
+            prepared = _prepare_corpus(corpus, track_test or any(c.select == "test_map" for c in configs))
+            outputs = [_GroupTrainer(cs, inits, *prepared).run(bar) for cs, inits in jobs]
+        finally:
+            torch.set_num_threads(previous)
+    for ch, out in zip(chunks, outputs):
+        for i, r in zip(ch, out):
             results[i] = r
     if bar is not None:
         bar.close()
@@ -293,20 +337,126 @@ def train_model(config: TrainConfig, corpus: Corpus, init_state: dict | None = N
     return train_models([config], corpus, [init_state], track_test, progress)[0]
 
 
+def paper_ablation_configs(seeds=range(5), base: TrainConfig | None = None,
+                           lams=None, margins=None, norms=NORMS) -> list[TrainConfig]:
+    """The paper's ablation grid (sections 4.1-4.3), every point with each seed.
+
+    lambda in 0, 0.1, ..., 1 (Fig. 3), margin eta in 0.1, ..., 1.0 (section 4.2) and the three
+    norms (section 4.1), each varied alone around `base` (the paper's model: LayerNorm,
+    lam 0.8, eta 0.4). The base config appears once per seed (duplicates are removed).
+    """
+    base = base or TrainConfig()
+    lams = [round(0.1 * i, 1) for i in range(11)] if lams is None else list(lams)
+    margins = [round(0.1 * i, 1) for i in range(1, 11)] if margins is None else list(margins)
+    out, seen = [], set()
+    for seed in seeds:
+        variants = ([{"lam": v} for v in lams] + [{"margin": v} for v in margins] +
+                    [{"norm": v} for v in norms])
+        for change in variants:
+            c = base.replace(seed=int(seed), **change)
+            key = tuple(asdict(c).items())
+            if key not in seen:
+                seen.add(key)
+                out.append(c)
+    return out
+
+
+# -- worker processes -------------------------------------------------------------------------
+
+_WORKER_DATA: dict = {}
+
+
+def _worker_init(corpus: Corpus, track_test: bool, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER_DATA["prepared"] = _prepare_corpus(corpus, track_test)
+
+
+def _worker_run(configs, init_states) -> list:
+    return _GroupTrainer(configs, init_states, *_WORKER_DATA["prepared"]).run(None)
+
+
+def _run_in_workers(jobs, corpus, track_test, workers, threads, bar) -> list:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    test_needed = track_test or any(c.select == "test_map" for cs, _ in jobs for c in cs)
+    # spawn, not fork: a forked child of a process that already ran OpenMP regions can hang
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(corpus, test_needed, threads)) as ex:
+        futures = [ex.submit(_worker_run, cs, inits) for cs, inits in jobs]
+        outputs = []
+        for fut, (cs, _) in zip(futures, jobs):
+            outputs.append(fut.result())
+            if bar is not None:
+                bar.update(sum(c.epochs for c in cs))
+    return outputs
+
+
+# -- data --------------------------------------------------------------------------------------
+
+class _Split:
+    """A split as tensors with its fixed transforms, plus its fixed validation-loss impostors."""
+
+    def __init__(self, split: RetrievalSplit, tag_emb: torch.Tensor):
+        self.logits = torch.from_numpy(split.logits)                           # (n_clips, in)
+        self.xhat = F.layer_norm(self.logits, self.logits.shape[-1:])           # LayerNorm w/o affine
+        self.query = query_embedding(torch.from_numpy(split.text_emb)).contiguous()  # eq. 1
+        self.tag_vec = tag_embedding(self.logits, tag_emb).contiguous()        # eq. 3-4
+        self.clip = torch.from_numpy(split.caption_clip)                       # (n_captions,)
+        self.impostors = {}
+
+    def loss_impostors(self, batch_size: int, seed: int):
+        """Global caption indices of the audio / caption impostors of the validation loss and
+        the weight of each anchor (0 where it adds no loss), drawn exactly as _naive_val_loss."""
+        key = (batch_size, seed)
+        if key not in self.impostors:
+            gen = torch.Generator().manual_seed(seed)
+            n = self.clip.shape[0]
+            a_glob = torch.arange(n)
+            t_glob = torch.arange(n)
+            weight = torch.zeros(n)
+            for s, e in _batches(n, batch_size):
+                a, ok = sample_impostors(self.clip[s:e], gen)
+                t, _ = sample_impostors(self.clip[s:e], gen)
+                a_glob[s:e], t_glob[s:e], weight[s:e] = a + s, t + s, ok.float()
+            self.impostors[key] = (a_glob, t_glob, weight)
+        return self.impostors[key]
+
+
+def _prepare_corpus(corpus: Corpus, with_test: bool):
+    tag_emb = torch.from_numpy(corpus.tag_emb)
+    return (_Split(corpus.train, tag_emb), _Split(corpus.val, tag_emb),
+            _Split(corpus.test, tag_emb) if with_test else None)
+
+
+# -- the group trainer -------------------------------------------------------------------------
+
+def _rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a 2-d table and an index (K, b): (K, b, cols); index_select is the
+    fastest gather of whole rows on CPU."""
+    return table.index_select(0, index.flatten()).view(*index.shape, table.shape[1])
+
+
+_PARAM_NAMES = ("linear.weight", "linear.bias", "norm.weight", "norm.bias")
+
+
 class _GroupTrainer:
     """K models of one norm kind, parameters stacked along a leading model axis."""
 
-    def __init__(self, configs, init_states, train: _Prepared, val: _Prepared, test):
+    def __init__(self, configs, init_states, train: _Split, val: _Split, test: _Split | None):
         self.configs, self.train, self.val, self.test = configs, train, val, test
         c0 = configs[0]
         self.K, self.norm, self.B = len(configs), c0.norm, c0.batch_size
+        self.frozen = all(c.lam == 0.0 for c in configs)
+        if self.frozen != any(c.lam == 0.0 for c in configs):
+            raise ValueError("lam = 0 models are scored apart from trained ones")
         in_dim, out_dim = train.logits.shape[1], train.query.shape[1]
         inits = [linear_init(out_dim, in_dim, torch.Generator().manual_seed(c.seed)) for c in configs]
-        self.params = {"linear.weight": torch.stack([w for w, _ in inits]),
-                       "linear.bias": torch.stack([b for _, b in inits])}
+        self.W = torch.stack([w for w, _ in inits])                      # (K, out, in)
+        self.bias = torch.stack([b for _, b in inits])                   # (K, out)
+        self.params = {"linear.weight": self.W, "linear.bias": self.bias}
         if self.norm != "none":
-            self.params["norm.weight"] = torch.ones(self.K, in_dim)
-            self.params["norm.bias"] = torch.zeros(self.K, in_dim)
+            self.params["norm.weight"] = torch.ones(self.K, in_dim)     # gain (K, in)
+            self.params["norm.bias"] = torch.zeros(self.K, in_dim)      # bias (K, in)
         self.buffers = {}
         if self.norm == "batch":
             self.buffers = {"norm.running_mean": torch.zeros(self.K, in_dim),
@@ -317,126 +467,181 @@ class _GroupTrainer:
                 for name, t in {**self.params, **self.buffers}.items():
                     if name not in state:
                         raise ValueError(f"init state lacks {name!r} (was it trained with norm={self.norm!r}?)")
-                    t[k] = state[name]
-        for p in self.params.values():
-            p.requires_grad_(True)
-        self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
-        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
+                    t[k] = torch.as_tensor(state[name])
+        names = [n for n in _PARAM_NAMES if n in self.params]
+        self.plist = [self.params[n] for n in names]
+        self.grads = [torch.zeros_like(p) for p in self.plist]
+        self.exp_avg = [torch.zeros_like(p) for p in self.plist]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.plist]
         self.step = torch.tensor(0.0)
         self.lr = torch.tensor([c.lr for c in configs], dtype=torch.float64)
-        self.lam = torch.tensor([c.lam for c in configs]).view(self.K, 1, 1)
+        lam = torch.tensor([c.lam for c in configs]).view(self.K, 1, 1)
+        self.lam, self.one_minus_lam = lam, 1 - lam
+        self.use_tags = bool((lam < 1).any())
         self.margin = torch.tensor([c.margin for c in configs]).view(self.K, 1)
-        self.use_tags = bool((self.lam < 1).any())
-        self.gen = torch.Generator().manual_seed(stream_seed([c.seed for c in configs]))
-        self.val_seed = stream_seed([c.seed for c in configs]) + 1
-        # ReduceLROnPlateau state (mode min, rel threshold 1e-4, as torch's defaults)
+        seeds = [c.seed for c in configs]
+        self.gen = torch.Generator().manual_seed(stream_seed(seeds))
+        self.val_seed = stream_seed(seeds) + 1
+        # ReduceLROnPlateau state (mode min, rel threshold 1e-4, no cooldown: torch's defaults)
         self.plateau_best = torch.full((self.K,), float("inf"), dtype=torch.float64)
         self.plateau_bad = torch.zeros(self.K, dtype=torch.long)
-        self.best_crit = torch.full((self.K,), float("inf"), dtype=torch.float64)
+        self.best_crit = [math.inf] * self.K
         self.best_epoch = [-1] * self.K
-        self.best_state = {n: t.detach().clone() for n, t in {**self.params, **self.buffers}.items()}
+        self.best_state = {n: t.clone() for n, t in {**self.params, **self.buffers}.items()}
 
     # -- forward ----------------------------------------------------------------------------
-    def _norm(self, x: torch.Tensor, training: bool) -> torch.Tensor:
-        """x (K, n, in_dim) -> normalised, per model."""
-        if self.norm == "none":
-            return x
-        g = self.params["norm.weight"].unsqueeze(1)
-        b = self.params["norm.bias"].unsqueeze(1)
+    def _normed(self, split: _Split, clips, training: bool):
+        """(h, xhat): the norm's output (K or 1, n, in) and its input to the gain, for clips
+        (K, n) or all clips of the split (clips None, eval)."""
         if self.norm == "layer":
-            mu = x.mean(-1, keepdim=True)
-            var = x.var(-1, unbiased=False, keepdim=True)
-        elif training:
-            mu = x.mean(1, keepdim=True)
-            var = x.var(1, unbiased=False, keepdim=True)
-            n = x.shape[1]
-            with torch.no_grad():
-                rm, rv = self.buffers["norm.running_mean"], self.buffers["norm.running_var"]
-                rm.mul_(1 - _BN_MOMENTUM).add_(_BN_MOMENTUM * mu.squeeze(1))
-                rv.mul_(1 - _BN_MOMENTUM).add_(_BN_MOMENTUM * var.squeeze(1) * n / (n - 1))
-                self.buffers["norm.num_batches_tracked"] += 1
+            xhat = split.xhat if clips is None else _rows(split.xhat, clips)
+        elif self.norm == "none":
+            x = split.logits if clips is None else _rows(split.logits, clips)
+            return x, None
         else:
-            mu = self.buffers["norm.running_mean"].unsqueeze(1)
-            var = self.buffers["norm.running_var"].unsqueeze(1)
-        return (x - mu) / torch.sqrt(var + _LN_EPS) * g + b
+            x = split.logits if clips is None else _rows(split.logits, clips)
+            if training:                                          # batch statistics (K, 1, in)
+                mu = x.mean(1, keepdim=True)
+                var = x.var(1, unbiased=False, keepdim=True)
+                n = x.shape[1]
+                rm, rv = self.buffers["norm.running_mean"], self.buffers["norm.running_var"]
+                rm.mul_(1 - _BN_MOMENTUM).add_(mu.squeeze(1), alpha=_BN_MOMENTUM)
+                rv.mul_(1 - _BN_MOMENTUM).add_(var.squeeze(1), alpha=_BN_MOMENTUM * n / (n - 1))
+                self.buffers["norm.num_batches_tracked"] += 1
+            else:
+                mu = self.buffers["norm.running_mean"].unsqueeze(1)
+                var = self.buffers["norm.running_var"].unsqueeze(1)
+            xhat = (x - mu) * torch.rsqrt(var + _LN_EPS)
+        h = torch.addcmul(self.params["norm.bias"].unsqueeze(1), xhat,
+                          self.params["norm.weight"].unsqueeze(1))
+        return h, xhat
 
-    def _embed(self, logits: torch.Tensor, tag_vec: torch.Tensor, training: bool) -> torch.Tensor:
-        """logits (K, n, in) or (n, in) shared; tag_vec likewise -> (K, n, out) unit-norm."""
-        if logits.ndim == 2:
-            logits = logits.expand(self.K, *logits.shape)
-            tag_vec = tag_vec.expand(self.K, *tag_vec.shape)
-        h = self._norm(logits, training)
-        e = torch.baddbmm(self.params["linear.bias"].unsqueeze(1), h,
-                          self.params["linear.weight"].transpose(1, 2))
-        e = F.normalize(e, dim=-1)                                          # eq. 2
-        if self.use_tags:
-            e = F.normalize(self.lam * e + (1 - self.lam) * tag_vec, dim=-1)  # eq. 5-6
-        return e
+    def _project(self, h, tag_vec):
+        """(e, ea, na, nu): eq. 2 then eq. 5-6 and the norms needed by the backward pass."""
+        z = torch.baddbmm(self.bias.unsqueeze(1), h.expand(self.K, -1, -1), self.W.transpose(1, 2))
+        na = torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min_(1e-12)  # F.normalize's eps
+        ea = z.div_(na)                                                           # (K, n, out)
+        if not self.use_tags:
+            return ea, ea, na, None
+        u = torch.addcmul(tag_vec * self.one_minus_lam, ea, self.lam)
+        nu = torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min_(1e-12)
+        return u.div_(nu), ea, na, nu
 
-    # -- optimiser --------------------------------------------------------------------------
     @torch.no_grad()
+    def embed(self, split: _Split) -> torch.Tensor:
+        """Eval-mode audio embeddings of every clip of a split, (K, n_clips, out)."""
+        if self.frozen:
+            return split.tag_vec.expand(self.K, -1, -1)
+        h, _ = self._normed(split, None, training=False)
+        return self._project(h, split.tag_vec)[0]
+
+    # -- one training step ------------------------------------------------------------------
+    def _step(self, idx, clips) -> torch.Tensor:
+        """One minibatch for every model: idx, clips (K, b). Returns the losses (K,)."""
+        tr, K, b = self.train, self.K, idx.shape[1]
+        # impostors: the same draws as loss.sample_impostors (audio first, then caption)
+        same = clips.unsqueeze(-1) == clips.unsqueeze(-2)                     # (K, b, b)
+        r = torch.rand((2, K, b, b), generator=self.gen).masked_fill_(same, -1.0)
+        a_idx, t_idx = r.argmax(-1)                                           # (K, b) each
+        ok = (~same.all(-1)).float()
+        q = _rows(tr.query, idx)                                              # (K, b, out)
+        if self.frozen:
+            if self.norm == "batch":
+                self._normed(tr, clips, training=True)    # running statistics, as when trained
+            e = _rows(tr.tag_vec, clips)
+        else:
+            h, xhat = self._normed(tr, clips, training=True)
+            e, ea, na, nu = self._project(h, _rows(tr.tag_vec, clips) if self.use_tags else None)
+        # impostor rows as indices into the (K * b) flattened batch
+        offset = torch.arange(0, K * b, b).unsqueeze(1)
+        a_flat = (a_idx + offset).flatten()
+        q_t = _rows(q.view(K * b, -1), t_idx + offset)
+        pos = (e * q).sum(-1)
+        hinge_a = (_rows(e.view(K * b, -1), a_idx + offset) * q).sum(-1) - pos + self.margin  # (K, b)
+        hinge_t = (e * q_t).sum(-1) - pos + self.margin
+        loss = (hinge_a.clamp(min=0) * ok + hinge_t.clamp(min=0) * ok).sum(-1) / b
+        if self.frozen:
+            return loss
+        # dL/de (K, b, out): -(alpha + beta) q_i + beta q_t(i) + sum_{j: a(j) = i} alpha_j q_j
+        alpha = (hinge_a > 0) * ok / b
+        beta = (hinge_t > 0) * ok / b
+        grad = torch.addcmul(q_t * beta.unsqueeze(-1), q, (alpha + beta).unsqueeze(-1), value=-1.0)
+        grad.view(K * b, -1).index_add_(0, a_flat, (q * alpha.unsqueeze(-1)).view(K * b, -1))
+        if self.use_tags:            # through e = u / |u| and u = lam ea + (1 - lam) e_t
+            grad = (grad - e * (e * grad).sum(-1, keepdim=True)).div_(nu).mul_(self.lam)
+        grad = (grad - ea * (ea * grad).sum(-1, keepdim=True)).div_(na)        # dL/dz
+        g_w, g_b = self.grads[0], self.grads[1]
+        torch.bmm(grad.transpose(1, 2), h, out=g_w)                           # (K, out, in)
+        torch.sum(grad, 1, out=g_b)
+        if self.norm != "none":
+            g_h = torch.bmm(grad, self.W)                                     # (K, b, in)
+            torch.sum(g_h * xhat, 1, out=self.grads[2])
+            torch.sum(g_h, 1, out=self.grads[3])
+        self._adam()
+        return loss
+
     def _adam(self) -> None:
         self.step += 1
-        names = list(self.params)
-        for lr in torch.unique(self.lr).tolist():
-            ks = (self.lr == lr).nonzero().flatten().tolist()
-            p = [self.params[n][k] for k in ks for n in names]
-            torch._fused_adam_(
-                p, [self.params[n].grad[k] for k in ks for n in names],
-                [self.exp_avg[n][k] for k in ks for n in names],
-                [self.exp_avg_sq[n][k] for k in ks for n in names], [],
-                [self.step] * len(p), lr=lr, beta1=0.9, beta2=0.999, weight_decay=0.0,
-                eps=1e-8, amsgrad=False, maximize=False)
-        for p in self.params.values():
-            p.grad = None
+        lrs = torch.unique(self.lr).tolist()
+        if len(lrs) == 1:       # one fused kernel over the stacked tensors
+            groups = [(lrs[0], self.plist, self.grads, self.exp_avg, self.exp_avg_sq)]
+        else:                   # per-model views, one kernel per learning rate
+            groups = []
+            for lr in lrs:
+                ks = (self.lr == lr).nonzero().flatten().tolist()
+                groups.append((lr, *([t[k] for k in ks for t in ts]
+                                     for ts in (self.plist, self.grads, self.exp_avg, self.exp_avg_sq))))
+        for lr, p, g, m, v in groups:
+            torch._fused_adam_(p, g, m, v, [], [self.step] * len(p), lr=lr, beta1=0.9, beta2=0.999,
+                               weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
 
-    # -- epochs -----------------------------------------------------------------------------
+    @torch.no_grad()
     def _train_epoch(self) -> torch.Tensor:
         tr = self.train
         n = tr.query.shape[0]
         perms = torch.stack([torch.randperm(n, generator=self.gen) for _ in range(self.K)])
+        clips_all = tr.clip[perms]                                            # (K, n)
         total = torch.zeros(self.K, dtype=torch.float64)
         for s, e in _batches(n, self.B):
-            idx = perms[:, s:e]                       # (K, b) caption indices
-            clips = tr.caption_clip[idx]              # (K, b)
-            audio = self._embed(tr.logits[clips], tr.tag_vec[clips], training=True)
-            query = tr.query[idx]
-            a_idx, a_ok = sample_impostors(clips, self.gen)
-            t_idx, t_ok = sample_impostors(clips, self.gen)
-            pos, a_neg, t_neg = triplet_terms(audio, query, a_idx, t_idx)
-            loss = hinge_sum(pos, a_neg, t_neg, a_ok, t_ok, self.margin)   # (K,)
-            loss.sum().backward()
-            self._adam()
-            total += loss.detach().double() * (e - s)
+            total += self._step(perms[:, s:e], clips_all[:, s:e]).double() * (e - s)
         return total / n
 
+    # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
-    def _evaluate(self, split: _Prepared):
-        """(val loss (K,), mAP@10 (K,)) of every model on a split, in eval mode."""
-        audio = self._embed(split.logits, split.tag_vec, training=False)    # (K, n_clips, d)
-        gen = torch.Generator().manual_seed(self.val_seed)
-        n = split.query.shape[0]
-        total = torch.zeros(self.K, dtype=torch.float64)
-        for s, e in _batches(n, self.B):
-            clips = split.caption_clip[s:e]
-            a_idx, a_ok = sample_impostors(clips, gen)
-            t_idx, t_ok = sample_impostors(clips, gen)
-            k_shape = (self.K, e - s)
-            pos, a_neg, t_neg = triplet_terms(audio[:, clips], split.query[s:e].expand(self.K, -1, -1),
-                                              a_idx.expand(k_shape), t_idx.expand(k_shape))
-            total += hinge_sum(pos, a_neg, t_neg, a_ok, t_ok, self.margin).double() * (e - s)
-        maps = [metrics_from_ranks(ranks(split.query @ audio[k].T, split.caption_clip))["mAP@10"]
-                for k in range(self.K)]
-        return total / n, torch.tensor(maps, dtype=torch.float64)
+    def _evaluate(self, split: _Split, with_loss: bool, chunk_bytes: float = 64e6):
+        """(loss (K,), mAP@10 (K,)) of every model on a split, both from one score matrix."""
+        audio = self.embed(split)                                             # (K, n_clips, out)
+        nq, nc = split.query.shape[0], audio.shape[1]
+        a_glob, t_glob, weight = split.loss_impostors(self.B, self.val_seed) if with_loss else (None,) * 3
+        losses, maps = [], []
+        step = max(1, int(chunk_bytes // (4 * nq * nc)))
+        for k0 in range(0, self.K, step):
+            scores = torch.matmul(split.query, audio[k0:k0 + step].transpose(1, 2))  # (k, nq, nc)
+            pos = scores.gather(2, split.clip.view(1, -1, 1).expand(scores.shape[0], -1, 1))
+            rank = (scores >= pos).sum(-1).float()                             # as metrics.ranks
+            maps.append(torch.where(rank <= 10, 1.0 / rank, torch.zeros_like(rank)).mean(-1))
+            if with_loss:
+                pos = pos.squeeze(-1)
+                s_a = scores.gather(2, split.clip[a_glob].view(1, -1, 1).expand(scores.shape[0], -1, 1))
+                s_t = scores[:, t_glob, split.clip]                              # a_i . q_t(i)
+                m = self.margin[k0:k0 + step]
+                terms = ((s_a.squeeze(-1) - pos + m).clamp(min=0) + (s_t - pos + m).clamp(min=0)) * weight
+                losses.append(terms.sum(-1) / nq)
+        loss = torch.cat(losses).double() if with_loss else None
+        return loss, torch.cat(maps).double()
 
     def run(self, bar=None) -> list[TrainResult]:
         epochs = self.configs[0].epochs
         hist = {k: [] for k in ("train_loss", "val_loss", "val_map", "test_map", "lr")}
+        nan = torch.full((self.K,), float("nan"), dtype=torch.float64)
+        fixed = None
         for epoch in range(epochs):
             train_loss = self._train_epoch()
-            val_loss, val_map = self._evaluate(self.val)
-            test_map = (self._evaluate(self.test)[1] if self.test is not None
-                        else torch.full((self.K,), float("nan"), dtype=torch.float64))
+            if fixed is None or not self.frozen:     # a frozen model scores the same every epoch
+                val_loss, val_map = self._evaluate(self.val, with_loss=True)
+                test_map = self._evaluate(self.test, with_loss=False)[1] if self.test is not None else nan
+                fixed = (val_loss, val_map, test_map)
+            val_loss, val_map, test_map = fixed
             for key, v in (("train_loss", train_loss), ("val_loss", val_loss), ("val_map", val_map),
                            ("test_map", test_map), ("lr", self.lr.clone())):
                 hist[key].append(v)
@@ -453,25 +658,32 @@ class _GroupTrainer:
         return out
 
     def _plateau(self, val_loss: torch.Tensor) -> None:
-        c0 = self.configs[0]
-        better = val_loss < self.plateau_best * (1 - 1e-4)
-        self.plateau_best = torch.where(better, val_loss, self.plateau_best)
-        self.plateau_bad = torch.where(better, torch.zeros_like(self.plateau_bad), self.plateau_bad + 1)
-        reduce = self.plateau_bad > c0.plateau_patience
-        new_lr = self.lr * c0.plateau_factor
-        reduce &= (self.lr - new_lr) > 1e-8
-        self.lr = torch.where(reduce, new_lr, self.lr)
-        self.plateau_bad = torch.where(reduce, torch.zeros_like(self.plateau_bad), self.plateau_bad)
+        self.lr, self.plateau_best, self.plateau_bad = plateau_update(
+            self.lr, self.plateau_best, self.plateau_bad, val_loss,
+            self.configs[0].plateau_factor, self.configs[0].plateau_patience)
 
     def _select(self, epoch, val_loss, val_map, test_map) -> None:
         for k, c in enumerate(self.configs):
-            crit = {"val_map": -val_map[k], "val_loss": val_loss[k], "last": -epoch,
-                    "test_map": -test_map[k]}[c.select]
-            if self.best_epoch[k] < 0 or float(crit) < float(self.best_crit[k]):
-                self.best_crit[k] = float(crit)
-                self.best_epoch[k] = epoch
+            crit = {"val_map": -float(val_map[k]), "val_loss": float(val_loss[k]), "last": -epoch,
+                    "test_map": -float(test_map[k])}[c.select]
+            if self.best_epoch[k] < 0 or crit < self.best_crit[k]:
+                self.best_crit[k], self.best_epoch[k] = crit, epoch
                 for n, t in {**self.params, **self.buffers}.items():
-                    self.best_state[n][k] = t[k].detach()
+                    self.best_state[n][k] = t[k]
+
+
+def plateau_update(lr, best, bad, loss, factor: float, patience: int, threshold: float = 1e-4,
+                   eps: float = 1e-8):
+    """One step of torch's ReduceLROnPlateau (mode "min", relative threshold, no cooldown) for
+    K schedulers at once: tensors (K,) -> new (lr, best, bad)."""
+    better = loss < best * (1 - threshold)
+    best = torch.where(better, loss, best)
+    bad = torch.where(better, torch.zeros_like(bad), bad + 1)
+    over = bad > patience
+    new_lr = lr * factor
+    lr = torch.where(over & ((lr - new_lr) > eps), new_lr, lr)
+    bad = torch.where(over, torch.zeros_like(bad), bad)    # torch resets the count even when lr stays
+    return lr, best, bad
 
 
 def results_table(results, corpus: Corpus, split: str = "test") -> "list[dict]":

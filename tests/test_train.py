@@ -1,0 +1,244 @@
+"""Tests of retrieval_lib.train: the fast many-models trainer against the reference loop.
+
+The strongest check is parity: with one configuration the fast trainer follows the same random
+streams as train_naive, so both must give the same model up to float rounding. Models trained
+together cannot follow the streams they would see alone, so for them we compare distributions
+over seeds. Data are small synthetic corpora with a learnable signal (captions are a noisy
+linear function of the clip's logits) so that training moves the metrics.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from retrieval_lib.data import Corpus, RetrievalSplit
+from retrieval_lib.metrics import retrieval_metrics
+from retrieval_lib.tags import tag_embedding
+from retrieval_lib.text import query_embedding
+from retrieval_lib.train import (TrainConfig, TrainResult, ensemble_scores, paper_ablation_configs,
+                                 plateau_update, train_model, train_models, train_naive)
+
+IN, D = 24, 16          # logits per clip (= number of tags) and embedding size, kept small
+
+
+def make_corpus(n_train=60, n_eval=20, seed=0, noise=1.0) -> Corpus:
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(IN, D))                  # the hidden audio -> text relation
+
+    def split(name, n):
+        logits = rng.normal(-1.0, 2.0, (n, IN))
+        clip = np.repeat(np.arange(n), 5)
+        text = logits[clip] @ mix + noise * rng.normal(size=(5 * n, D)) * np.sqrt(IN)
+        return RetrievalSplit(name, logits, text, clip)
+
+    return Corpus(split("train", n_train), split("val", n_eval), split("test", n_eval),
+                  rng.normal(size=(IN, D)), {"source": "synthetic"})
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_corpus()
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((torch.as_tensor(a[k]).double() - torch.as_tensor(b[k]).double()).abs().max())
+               for k in a)
+
+
+# -- parity with the reference loop -----------------------------------------------------------
+
+@pytest.mark.parametrize("norm", ["layer", "batch", "none"])
+@pytest.mark.parametrize("lam", [0.8, 0.0])
+def test_fast_k1_matches_naive(corpus, norm, lam):
+    cfg = TrainConfig(norm=norm, lam=lam, epochs=4, batch_size=32, seed=7, select="last")
+    ref = train_naive(cfg, corpus)
+    fast = train_model(cfg, corpus)
+    assert _max_diff(ref.state_dict, fast.state_dict) < 1e-4
+    for key in ("train_loss", "val_loss", "val_map"):
+        np.testing.assert_allclose(fast.history[key], ref.history[key], rtol=1e-5, atol=1e-6)
+    assert fast.history["lr"] == ref.history["lr"]
+    assert fast.best_epoch == ref.best_epoch == cfg.epochs - 1
+    if lam > 0:     # training really moved the weights (parity of two no-ops proves nothing)
+        init = train_naive(cfg.replace(epochs=1, lr=1e-12), corpus).state_dict
+        assert _max_diff(init, fast.state_dict) > 1e-3
+
+
+def test_parity_with_scheduler_and_val_map_selection(corpus):
+    # a large lr and patience 0 make the plateau scheduler fire within a few epochs
+    cfg = TrainConfig(epochs=10, batch_size=32, lr=0.3, plateau_patience=0, seed=3)
+    ref, fast = train_naive(cfg, corpus), train_model(cfg, corpus)
+    assert ref.history["lr"] == fast.history["lr"]
+    assert len(set(ref.history["lr"])) > 1
+    assert ref.best_epoch == fast.best_epoch
+
+
+# -- many models at once -----------------------------------------------------------------------
+
+def test_together_matches_alone_in_distribution():
+    data = make_corpus(n_train=80, n_eval=40, seed=1)
+    seeds = range(8)
+    base = TrainConfig(epochs=6, batch_size=32, lr=3e-3, select="last", scheduler=False)
+    mixed = [base.replace(seed=s, margin=m) for s in seeds for m in (0.2, 0.6)]
+    together = train_models(mixed, data, progress=False)            # one group of 16
+    alone = [train_model(c, data) for c in mixed]
+    for margin in (0.2, 0.6):
+        for key in ("train_loss", "val_loss", "val_map"):
+            a = np.array([r.history[key][-1] for r in together if r.config.margin == margin])
+            b = np.array([r.history[key][-1] for r in alone if r.config.margin == margin])
+            spread = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / len(a))
+            assert abs(a.mean() - b.mean()) < 4 * spread + 1e-3, (margin, key, a, b)
+    # and training did something the margin changes (the comparison is not vacuous)
+    first = np.mean([r.history["val_loss"][0] for r in together if r.config.margin == 0.6])
+    last = np.mean([r.history["val_loss"][-1] for r in together if r.config.margin == 0.6])
+    assert last < 0.9 * first
+
+
+def test_group_members_do_not_interact(corpus):
+    """A model's trajectory depends on its group only through the shared data stream: the same
+    group with one member's margin changed leaves the other members unchanged."""
+    cfgs = [TrainConfig(epochs=2, batch_size=32, seed=s, select="last") for s in (0, 1, 2)]
+    ref = train_models(cfgs, corpus, progress=False)
+    changed = train_models([cfgs[0], cfgs[1].replace(margin=0.9), cfgs[2]], corpus, progress=False)
+    assert _max_diff(ref[0].state_dict, changed[0].state_dict) < 1e-6
+    assert _max_diff(ref[2].state_dict, changed[2].state_dict) < 1e-6
+    assert _max_diff(ref[1].state_dict, changed[1].state_dict) > 1e-4
+
+
+def test_lam_zero_is_scored_not_trained(corpus):
+    cfg = TrainConfig(lam=0.0, epochs=3, batch_size=32, seed=2)
+    res = train_models([cfg, cfg.replace(lam=0.5)], corpus, progress=False)[0]
+    val = corpus.val
+    tags_only = retrieval_metrics(query_embedding(val.text_emb) @
+                                  tag_embedding(val.logits, corpus.tag_emb).T, val.caption_clip)
+    assert res.evaluate(val, corpus.tag_emb) == pytest.approx(tags_only, abs=1e-6)
+    assert res.history["val_map"] == pytest.approx([tags_only["mAP@10"]] * 3, abs=1e-6)
+
+
+def test_workers_give_the_same_results(corpus):
+    # two groups (one per norm): the chunks, hence the data streams, do not depend on workers
+    cfgs = [TrainConfig(norm="layer", epochs=2, batch_size=32, seed=0),
+            TrainConfig(norm="none", epochs=2, batch_size=32, seed=1)]
+    one = train_models(cfgs, corpus, progress=False)
+    two = train_models(cfgs, corpus, progress=False, workers=2)
+    for a, b in zip(one, two):
+        assert _max_diff(a.state_dict, b.state_dict) == 0.0
+        np.testing.assert_equal(a.history, b.history)     # NaN test_map compares equal
+
+
+# -- scheduler and model selection -------------------------------------------------------------
+
+def test_vectorised_plateau_equals_torch():
+    rng = np.random.default_rng(0)
+    seqs = [np.r_[np.linspace(1, 0.5, 5), np.full(12, 0.5), np.linspace(0.5, 0.4, 4), np.full(10, 0.4)],
+            rng.uniform(0.5, 1.0, 31),                  # noise: improvements now and then
+            np.full(31, 2.0) - np.arange(31) * 1e-5]    # improvements below the 1e-4 threshold
+    for factor, patience, lr0 in ((0.5, 5, 1e-3), (0.1, 2, 1e-3), (0.5, 1, 1e-7)):  # 1e-7: eps stop
+        torch_lrs = []
+        for seq in seqs:
+            opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr0)
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=factor, patience=patience)
+            lrs = []
+            for v in seq:
+                sched.step(float(v))
+                lrs.append(opt.param_groups[0]["lr"])
+            torch_lrs.append(lrs)
+        lr = torch.full((3,), lr0, dtype=torch.float64)
+        best = torch.full((3,), math.inf, dtype=torch.float64)
+        bad = torch.zeros(3, dtype=torch.long)
+        ours = []
+        for t in range(31):
+            loss = torch.tensor([s[t] for s in seqs], dtype=torch.float64)
+            lr, best, bad = plateau_update(lr, best, bad, loss, factor, patience)
+            ours.append(lr.tolist())
+        assert np.allclose(np.array(ours).T, np.array(torch_lrs), rtol=1e-12, atol=0)
+        assert len(set(torch_lrs[0])) > 1
+
+
+@pytest.fixture(scope="module")
+def overfit():
+    """A tiny noisy training set and a large lr: the curves peak at different epochs."""
+    return make_corpus(n_train=12, noise=2.0)
+
+
+@pytest.fixture(scope="module")
+def selections(overfit):
+    base = TrainConfig(epochs=8, batch_size=16, lr=0.3, seed=4)
+    cfgs = [base.replace(select=s) for s in ("val_map", "val_loss", "last", "test_map")]
+    return train_models(cfgs, overfit, track_test=True, progress=False)
+
+
+def test_selection_picks_the_right_epoch(selections, overfit):
+    corpus = overfit
+    by = {r.config.select: r for r in selections}
+    assert by["val_map"].best_epoch == int(np.argmax(by["val_map"].history["val_map"]))
+    assert by["val_loss"].best_epoch == int(np.argmin(by["val_loss"].history["val_loss"]))
+    assert by["last"].best_epoch == 7
+    assert by["test_map"].best_epoch == int(np.argmax(by["test_map"].history["test_map"]))
+    # the kept weights are those of that epoch: re-evaluating them gives the logged score
+    for r, split, key in ((by["val_map"], corpus.val, "val_map"), (by["test_map"], corpus.test, "test_map")):
+        assert r.evaluate(split, corpus.tag_emb)["mAP@10"] == pytest.approx(r.history[key][r.best_epoch], abs=1e-6)
+    assert len({r.best_epoch for r in selections}) > 1      # the modes really differ here
+
+
+def test_checkpoint_roundtrip(selections, overfit, tmp_path):
+    corpus = overfit
+    r = selections[0]
+    back = TrainResult.load(r.save(tmp_path / "m.pt"))
+    assert back.config == r.config and back.best_epoch == r.best_epoch and back.history == r.history
+    assert torch.equal(back.scores(corpus.test, corpus.tag_emb), r.scores(corpus.test, corpus.tag_emb))
+
+
+def test_ensemble_is_the_mean(selections, overfit):
+    corpus = overfit
+    s = [r.scores(corpus.test, corpus.tag_emb) for r in selections[:3]]
+    assert torch.allclose(ensemble_scores(s), (s[0] + s[1] + s[2]) / 3)
+    with pytest.raises(ValueError):
+        ensemble_scores([])
+    with pytest.raises(ValueError):
+        ensemble_scores([s[0], s[0][:-1]])
+
+
+# -- initial weights, grid, bad input ----------------------------------------------------------
+
+def test_init_states_start_from_given_weights(corpus):
+    pre = train_model(TrainConfig(epochs=3, batch_size=32, seed=0, select="last"), corpus)
+    # with a negligible lr, fine-tuning keeps the given weights: not the seed's initialisation
+    tuned = train_models([TrainConfig(epochs=1, batch_size=32, lr=1e-12, seed=5)], corpus,
+                         init_states=[pre.state_dict], progress=False)[0]
+    assert _max_diff(pre.state_dict, tuned.state_dict) < 1e-6
+    fresh = train_model(TrainConfig(epochs=1, batch_size=32, lr=1e-12, seed=5), corpus)
+    assert _max_diff(pre.state_dict, fresh.state_dict) > 1e-2
+    with pytest.raises(ValueError, match="norm.weight"):      # a norm='none' state for a LayerNorm model
+        none_state = {k: v for k, v in pre.state_dict.items() if k.startswith("linear")}
+        train_models([TrainConfig(epochs=1)], corpus, init_states=[none_state], progress=False)
+
+
+def test_paper_ablation_grid():
+    grid = paper_ablation_configs(seeds=range(5))
+    assert len(grid) == 5 * (11 + 10 + 3 - 2)          # the base config once per seed
+    assert len({tuple(sorted(vars(c).items())) for c in grid}) == len(grid)
+    one = [c for c in grid if c.seed == 0]
+    assert sorted(c.lam for c in one if c.norm == "layer" and c.margin == 0.4) == \
+        pytest.approx([i / 10 for i in range(11)])
+    assert sorted(c.margin for c in one if c.lam == 0.8 and c.norm == "layer") == \
+        pytest.approx([i / 10 for i in range(1, 11)])
+    assert {c.norm for c in one} == {"layer", "batch", "none"}
+
+
+@pytest.mark.parametrize("bad", [dict(norm="group"), dict(lam=1.5), dict(lam=-0.1), dict(margin=-1),
+                                 dict(select="best"), dict(batch_size=1), dict(epochs=0), dict(lr=0)])
+def test_bad_configs_raise(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_bad_calls_raise(corpus):
+    with pytest.raises(ValueError):
+        train_models([], corpus)
+    with pytest.raises(ValueError):
+        train_models([TrainConfig()], corpus, init_states=[None, None])
+    with pytest.raises(ValueError):
+        train_models([TrainConfig()], corpus, workers=0)
