@@ -12,7 +12,7 @@ on synthetic 20 s clips (the middle of Clotho's 15-30 s range). With the paper's
 It prints clips/s for each, the speed-up ratios (from this one run: timings on a shared machine
 vary), and the max abs difference of the batched fp32 and the amp logits against the baseline.
 
-    python benchmarks/extraction_throughput.py              # CPU: 2 clips, about two minutes
+    python benchmarks/extraction_throughput.py              # CPU: 2 clips, 2-5 min on 2 shared cores
     python benchmarks/extraction_throughput.py --n 64 --batch-size 32   # on a GPU
 """
 from __future__ import annotations
