@@ -19,7 +19,7 @@ def _axes(ax):
 
 def stamp_synthetic(ax, synthetic: bool = True):
     """Write 'synthetic data' in the corner of the axes."""
-    if synthetic:
+    if synthetic and not any(t.get_text() == SYNTHETIC_STAMP for t in ax.texts):
         ax.text(0.99, 0.02, SYNTHETIC_STAMP, transform=ax.transAxes, ha="right", va="bottom",
                 fontsize=9, color="firebrick", alpha=0.8, style="italic")
     return ax

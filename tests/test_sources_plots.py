@@ -76,6 +76,8 @@ def test_plots_render_and_stamp_synthetic():
     plots.plot_rank_histogram([1, 2, 3, 60], axes[4], synthetic=True)
     for ax in axes:
         assert any(t.get_text() == plots.SYNTHETIC_STAMP for t in ax.texts)
+    plots.plot_rank_histogram([4, 5], axes[4], synthetic=True)   # a second system on the same axes
+    assert sum(t.get_text() == plots.SYNTHETIC_STAMP for t in axes[4].texts) == 1
     fig.canvas.draw()
     plt.close(fig)
     fig, ax = plt.subplots()
@@ -88,3 +90,18 @@ def test_paper_numbers_consistent():
     assert paper.TABLE1_DEVTEST["PaSST-MPnet-tags"]["mAP@10"] == paper.NORM_MAP10["layer"] == paper.LAMBDA_MAP10[0.8]
     assert paper.LAMBDA_MAP10[1.0] == paper.TABLE1_DEVTEST["PaSST-MPnet"]["mAP@10"]
     assert paper.N_PARAMS == 2 * 527 + 527 * 768 + 768
+
+
+def test_text_encoder_for_reads_the_provenance(monkeypatch):
+    import retrieval_lib.text as text
+    from retrieval_lib.sources import text_encoder_for
+    seen = []
+    monkeypatch.setattr(text, "TextEncoder", lambda name, device=None: seen.append(name) or name)
+    c = _corpus()
+    c.provenance["text_model"] = text.OFFLINE_TEXT_MODEL
+    assert text_encoder_for(c) == "offline"
+    c.provenance["text_model"] = "sentence-transformers/all-mpnet-base-v2"
+    assert text_encoder_for(c) == "sentence-transformers/all-mpnet-base-v2"
+    del c.provenance["text_model"]
+    with pytest.raises(ValueError, match="which text model"):
+        text_encoder_for(c)
