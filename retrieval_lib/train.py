@@ -12,6 +12,9 @@ Two trainers, one behaviour:
   same random streams as `train_naive`, so both give the same model up to float rounding
   (tests/test_train.py checks this).
 
+`paper_ablation_configs` lists the paper's ablation grid (lambda, margin, norm x seeds) for
+`train_models(..., workers=2)`; benchmarks/train_speed.py measures both trainers.
+
 Model selection: `select="val_map"` keeps the epoch with the best validation mAP@10 (what this
 book recommends), "val_loss" the lowest validation loss, "last" the final epoch, and
 "test_map" the best epoch *on the test split*, as the paper's original code did (chapter 8
@@ -291,7 +294,9 @@ def train_models(configs, corpus: Corpus, init_states=None, track_test: bool = F
     workers: number of processes training groups side by side (2 on a 2-core laptop trains a
     grid about twice as fast as one process); each uses `num_threads` intra-op threads
     (default: torch's count divided among the workers). With workers=1, num_threads (if
-    given) is applied for the duration of the call.
+    given) is applied for the duration of the call. Workers are spawned processes: a script
+    that uses them must keep its top-level code under `if __name__ == "__main__":`.
+    `paper_ablation_configs()` builds the paper's grid for this function.
     """
     configs = list(configs)
     _check_inputs(corpus, configs)
