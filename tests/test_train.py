@@ -96,6 +96,24 @@ def test_together_matches_alone_in_distribution():
     assert last < 0.9 * first
 
 
+def test_bf16_matmuls_match_fp32_in_distribution():
+    """precision="bf16" (matrix products in bfloat16) learns the same as float32 over seeds,
+    and is not bit-identical (so the option really changes the arithmetic)."""
+    data = make_corpus(n_train=80, n_eval=40, seed=2)
+    configs = [TrainConfig(epochs=6, batch_size=32, lr=3e-3, select="last", scheduler=False, seed=s)
+               for s in range(8)]
+    fp32 = train_models(configs, data, progress=False)
+    bf16 = train_models(configs, data, progress=False, precision="bf16")
+    for key in ("train_loss", "val_loss", "val_map"):
+        a = np.array([r.history[key][-1] for r in fp32])
+        b = np.array([r.history[key][-1] for r in bf16])
+        spread = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / len(a))
+        assert abs(a.mean() - b.mean()) < 4 * spread + 1e-3, (key, a, b)
+    assert _max_diff(fp32[0].state_dict, bf16[0].state_dict) > 0
+    with pytest.raises(ValueError, match="precision"):
+        train_models(configs[:1], data, progress=False, precision="fp16")
+
+
 def test_group_members_do_not_interact(corpus):
     """A model's trajectory depends on its group only through the shared data stream: the same
     group with one member's margin changed leaves the other members unchanged."""
