@@ -8,9 +8,12 @@ Two trainers, one behaviour:
 * `train_models` trains many configurations at once (seeds, lambdas, margins, learning rates
   share the data): parameters of K models are stacked into (K, ...) tensors, one batched matmul
   serves them all, fixed quantities (query embeddings eq. 1, tag embeddings eq. 3-4) are
-  computed once, and Adam runs as a fused kernel. With one configuration it follows exactly the
-  same random streams as `train_naive`, so both give the same model up to float rounding
-  (tests/test_train.py checks this).
+  computed once, and Adam runs as a fused kernel. Every model draws its batch order and
+  impostors from its own stream, seeded by its config's seed, exactly as `train_naive` does:
+  a model gives the same result (up to float rounding) alone, in any group, or in the naive
+  loop (tests/test_train.py checks this). Configs that differ only in lam, margin or norm but
+  share a seed see the same batches: their differences are paired comparisons, less noisy
+  than comparisons across seeds.
 
 `paper_ablation_configs` lists the paper's ablation grid (lambda, margin, norm x seeds) for
 `train_models(..., workers=2)`; benchmarks/train_speed.py measures both trainers.
@@ -130,9 +133,14 @@ def ensemble_scores(score_list) -> torch.Tensor:
 
 
 def stream_seed(seeds) -> int:
-    """Seed of the data stream (batch order, impostors) for models trained together."""
+    """Seed of a model's data stream (batch order, impostors), derived from its config seed."""
     seeds = [int(s) for s in seeds]
     return int(np.random.SeedSequence([len(seeds), *seeds]).generate_state(1)[0])
+
+
+# The validation loss uses the same impostors for every model and every epoch: they are part
+# of the validation set's definition, not of a model, so models stay comparable.
+VAL_IMPOSTOR_SEED = 20220901
 
 
 def _check_inputs(corpus: Corpus, configs) -> None:
@@ -222,7 +230,7 @@ def train_naive(config: TrainConfig, corpus: Corpus, init_state: dict | None = N
 
 def _naive_val_loss(model, val: RetrievalSplit, config: TrainConfig) -> float:
     """Validation loss with impostors drawn from a fixed seed, identical at every epoch."""
-    gen = torch.Generator().manual_seed(stream_seed([config.seed]) + 1)
+    gen = torch.Generator().manual_seed(VAL_IMPOSTOR_SEED)
     query = query_embedding(val.text_emb)
     clip_of = torch.from_numpy(val.caption_clip)
     audio = model(torch.from_numpy(val.logits))
@@ -497,8 +505,10 @@ class _GroupTrainer:
         self.use_tags = bool((lam < 1).any())
         self.margin = torch.tensor([c.margin for c in configs]).view(self.K, 1)
         seeds = [c.seed for c in configs]
-        self.gen = torch.Generator().manual_seed(stream_seed(seeds))
-        self.val_seed = stream_seed(seeds) + 1
+        # one stream per model, seeded from its own config: a model's batches and impostors do
+        # not depend on which other models share its group (same result alone or in a grid)
+        self.gens = [torch.Generator().manual_seed(stream_seed([s])) for s in seeds]
+        self.val_seed = VAL_IMPOSTOR_SEED
         # ReduceLROnPlateau state (mode min, rel threshold 1e-4, no cooldown: torch's defaults)
         self.plateau_best = torch.full((self.K,), float("inf"), dtype=torch.float64)
         self.plateau_bad = torch.zeros(self.K, dtype=torch.long)
@@ -563,7 +573,8 @@ class _GroupTrainer:
         tr, K, b = self.train, self.K, idx.shape[1]
         # impostors: the same draws as loss.sample_impostors (audio first, then caption)
         same = clips.unsqueeze(-1) == clips.unsqueeze(-2)                     # (K, b, b)
-        r = torch.rand((2, K, b, b), generator=self.gen).masked_fill_(same, -1.0)
+        r = torch.stack([torch.rand((2, b, b), generator=g) for g in self.gens], dim=1)
+        r.masked_fill_(same, -1.0)
         a_idx, t_idx = r.argmax(-1)                                           # (K, b) each
         ok = (~same.all(-1)).float()
         q = _rows(tr.query, idx)                                              # (K, b, out)
@@ -633,7 +644,7 @@ class _GroupTrainer:
     def _train_epoch(self) -> torch.Tensor:
         tr = self.train
         n = tr.query.shape[0]
-        perms = torch.stack([torch.randperm(n, generator=self.gen) for _ in range(self.K)])
+        perms = torch.stack([torch.randperm(n, generator=g) for g in self.gens])
         clips_all = tr.clip[perms]                                            # (K, n)
         total = torch.zeros(self.K, dtype=torch.float64)
         for s, e in _batches(n, self.B):

@@ -96,6 +96,16 @@ def test_together_matches_alone_in_distribution():
     assert last < 0.9 * first
 
 
+def test_a_model_does_not_depend_on_its_group(corpus):
+    """The same config gives the same model alone and inside a group of other configs."""
+    base = TrainConfig(epochs=3, batch_size=32, lam=0.7, seed=5, select="last", plateau_patience=0)
+    alone = train_model(base, corpus)
+    companions = [base.replace(seed=1), base.replace(margin=0.9, seed=2), base.replace(lam=0.3, seed=5)]
+    grouped = train_models(companions[:2] + [base] + companions[2:], corpus, progress=False)[2]
+    assert _max_diff(alone.state_dict, grouped.state_dict) < 1e-4
+    np.testing.assert_allclose(alone.history["val_loss"], grouped.history["val_loss"], atol=1e-5)
+
+
 def test_bf16_matmuls_match_fp32_in_distribution():
     """precision="bf16" (matrix products in bfloat16) learns the same as float32 over seeds,
     and is not bit-identical (so the option really changes the arithmetic)."""
