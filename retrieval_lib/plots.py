@@ -20,8 +20,9 @@ def _axes(ax):
 def stamp_synthetic(ax, synthetic: bool = True):
     """Write 'synthetic data' in the corner of the axes."""
     if synthetic and not any(t.get_text() == SYNTHETIC_STAMP for t in ax.texts):
-        ax.text(0.99, 0.02, SYNTHETIC_STAMP, transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=9, color="firebrick", alpha=0.8, style="italic")
+        # above the top-right corner, outside the plotting area: no legend can cover it
+        ax.text(1.0, 1.01, SYNTHETIC_STAMP, transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=9, color="firebrick", alpha=0.9, style="italic")
     return ax
 
 
@@ -68,15 +69,18 @@ def plot_score_distributions(scores: dict, ax=None, synthetic: bool = False, tit
 
 def plot_metric_spread(values: dict, ax=None, synthetic: bool = False, paper: dict | None = None,
                        metric: str = "mAP@10", xlabel: str = "", title: str | None = None):
-    """One column per setting: every seed as a dot, the mean as a bar; paper values as stars.
+    """One column per setting: every seed as a dot, the mean as a dash; paper values as stars.
 
     values: {setting: [metric per seed]}; paper: {setting: paper value} (optional).
+    No bars from zero: the y axis zooms onto the values, where differences of a few
+    thousandths are visible next to the seed spread.
     """
     ax = _axes(ax)
     keys = list(values)
     x = np.arange(len(keys))
     means = [np.mean(values[k]) for k in keys]
-    ax.bar(x, means, color="tab:blue", alpha=0.35, width=0.6, label="this run, mean over seeds")
+    ax.scatter(x, means, marker="_", s=900, linewidths=2.5, color="tab:blue", zorder=2,
+               label="this run, mean over seeds")
     for i, k in enumerate(keys):
         v = np.asarray(values[k], dtype=float)
         ax.scatter(np.full(len(v), x[i]) + np.linspace(-0.12, 0.12, len(v)), v, color="tab:blue",
