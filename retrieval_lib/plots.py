@@ -6,6 +6,7 @@ book still says its numbers come from synthetic data. Paper values are drawn as 
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 SYNTHETIC_STAMP = "synthetic data"
 
@@ -85,20 +86,24 @@ def plot_metric_spread(values: dict, ax=None, synthetic: bool = False, paper: di
         v = np.asarray(values[k], dtype=float)
         ax.scatter(np.full(len(v), x[i]) + np.linspace(-0.12, 0.12, len(v)), v, color="tab:blue",
                    s=14, zorder=3)
+    handles = [Line2D([], [], color="tab:blue", marker="_", ls="", markersize=14, mew=2.5,
+                      label="this run: mean (dash) and seeds (dots)")]
     if paper:
         px = [i for i, k in enumerate(keys) if k in paper]
         if px:
             ax2 = ax.twinx()
-            ax2.scatter(px, [paper[keys[i]] for i in px], marker="*", s=140, color="black",
-                        zorder=4, label="paper (Clotho, right axis)")
-            ax2.set_ylabel(f"paper {metric}")
-            ax2.legend(loc="upper right", fontsize=8)
+            ax2.scatter(px, [paper[keys[i]] for i in px], marker="*", s=140, color="black", zorder=4)
+            ax2.set_ylabel(f"paper {metric} (Clotho)")
+            handles.append(Line2D([], [], color="black", marker="*", ls="", markersize=11,
+                                  label="paper (Clotho, right axis)"))
     ax.set_xticks(x, [str(k) for k in keys])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
-    ax.legend(loc="upper left", fontsize=8)
+    # one legend above the plotting area: it never covers a dot or a star
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=1, fontsize=8,
+              frameon=False)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=36)
     return stamp_synthetic(ax, synthetic)
 
 
