@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2, help="epochs per timing run of the fast trainer")
     ap.add_argument("--workers", type=int, default=2, help="processes for the grid")
     ap.add_argument("--full-grid", action="store_true", help="train the whole grid for real (50 epochs)")
+    ap.add_argument("--group", type=int, default=2,
+                    help="models per group inside each worker for the grid (small groups stay in cache)")
     ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16"),
                     help="matmul precision of the grid runs (bf16 uses AMX where the CPU has it)")
     args = ap.parse_args()
@@ -132,12 +134,15 @@ def main() -> None:
     t_work = timed(lambda: train_models(many, corpus, progress=False, workers=args.workers)) / E / args.k
     t_work16 = timed(lambda: train_models(many, corpus, progress=False, workers=args.workers,
                                           precision="bf16")) / E / args.k
+    t_small = timed(lambda: train_models(many, corpus, progress=False, workers=args.workers,
+                                         max_group=args.group, precision="bf16")) / E / args.k
     rows = [(f"naive loop (train_naive), {cores} threads", t_naive),
             ("naive loop (train_naive), 1 thread", t_naive1),
             (f"fast trainer, K=1, {cores} threads", t_fast1), ("fast trainer, K=1, 1 thread", t_fast11),
             (f"fast trainer, K={args.k}, one process, {cores} threads", t_many),
             (f"fast trainer, K={args.k}, {args.workers} workers x 1 thread", t_work),
             (f"fast trainer, K={args.k}, {args.workers} workers x 1 thread, bf16 matmuls", t_work16),
+            (f"  same, groups of {args.group} per worker (the grid's setting)", t_small),
             ("bound (matmul + validation + Adam traffic)", s_bound),
             ("bound, training matmuls only (the issue's 47 GFLOP)", b["s_train"])]
     print(f"\n{'per model-epoch (validation included)':<56}{'ms':>8}{'x naive':>9}{'x bound':>9}")
@@ -149,7 +154,7 @@ def main() -> None:
     trained = sum(c.lam > 0 for c in full)
     print(f"{len(full)} models ({len(full) - trained} with lam = 0 are scored, not trained)")
     if args.full_grid:
-        t = timed(lambda: train_models(full, corpus, progress=True, workers=args.workers,
+        t = timed(lambda: train_models(full, corpus, progress=True, workers=args.workers, max_group=args.group,
                                                precision=args.precision))
         print(f"grid total (MEASURED, {args.workers} workers, {args.precision}): {t / 60:.1f} min = "
               f"{1e3 * t / (50 * trained):.0f} ms per trained model-epoch")
@@ -157,10 +162,10 @@ def main() -> None:
         # one seed of the grid at 1 and 3 epochs: the slope is the cost of an epoch, the
         # intercept the fixed cost (worker start, data preparation)
         sub = paper_ablation_configs(seeds=[0], base=TrainConfig(epochs=1))
-        t1 = timed(lambda: train_models(sub, corpus, progress=False, workers=args.workers,
+        t1 = timed(lambda: train_models(sub, corpus, progress=False, workers=args.workers, max_group=args.group,
                                         precision=args.precision))
         sub3 = [c.replace(epochs=3) for c in sub]
-        t3 = timed(lambda: train_models(sub3, corpus, progress=False, workers=args.workers,
+        t3 = timed(lambda: train_models(sub3, corpus, progress=False, workers=args.workers, max_group=args.group,
                                         precision=args.precision))
         per_epoch = max(t3 - t1, 0.0) / 2
         total = t1 - per_epoch + 5 * 50 * per_epoch

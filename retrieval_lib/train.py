@@ -304,7 +304,10 @@ def train_models(configs, corpus: Corpus, init_states=None, track_test: bool = F
     (default: torch's count divided among the workers). With workers=1, num_threads (if
     given) is applied for the duration of the call. Workers are spawned processes: a script
     that uses them must keep its top-level code under `if __name__ == "__main__":`.
-    `paper_ablation_configs()` builds the paper's grid for this function.
+    `paper_ablation_configs()` builds the paper's grid for this function. On a 2-core CPU the
+    grid runs fastest with workers=2, max_group=2 and precision="bf16" (measured in
+    benchmarks/train_speed.py): stacking many models in one process saves Python overhead but
+    its (K, batch, 768) temporaries fall out of the cache, so small groups per worker win.
     precision: "fp32" (default; the same arithmetic as train_naive) or "bf16": the three
     matrix products of a training step in bfloat16 (about 4x faster on CPUs with AMX and on
     GPUs), parameters, optimiser and evaluation in float32. Results are equal in distribution,
