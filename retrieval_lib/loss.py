@@ -12,14 +12,22 @@ from __future__ import annotations
 import torch
 
 
-def sample_impostors(clip_ids: torch.Tensor, generator: torch.Generator | None = None):
+def sample_impostors(clip_ids: torch.Tensor, generator=None):
     """For each position of `clip_ids` (..., B), a uniform index of another clip in its batch.
 
+    generator: one torch.Generator, or a sequence of K generators for clip_ids (K, B), row k
+    drawn from generator k (the many-models trainer: each model keeps its own stream).
     Returns (index (..., B) long, valid (..., B) bool); valid is False where every item of the
     batch belongs to the same clip (no impostor exists), and such anchors add no loss.
     """
     same = clip_ids.unsqueeze(-1) == clip_ids.unsqueeze(-2)  # (..., B, B)
-    u = torch.rand(same.shape, generator=generator, device=clip_ids.device)
+    if isinstance(generator, (list, tuple)):
+        if clip_ids.ndim != 2 or len(generator) != clip_ids.shape[0]:
+            raise ValueError("a list of generators needs clip_ids (K, B) with one generator per row")
+        u = torch.stack([torch.rand(same.shape[1:], generator=g, device=clip_ids.device)
+                         for g in generator])
+    else:
+        u = torch.rand(same.shape, generator=generator, device=clip_ids.device)
     u = u.masked_fill(same, -1.0)
     return u.argmax(dim=-1), ~same.all(dim=-1)
 

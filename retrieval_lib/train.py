@@ -574,12 +574,10 @@ class _GroupTrainer:
     def _step(self, idx, clips) -> torch.Tensor:
         """One minibatch for every model: idx, clips (K, b). Returns the losses (K,)."""
         tr, K, b = self.train, self.K, idx.shape[1]
-        # impostors: the same draws as loss.sample_impostors (audio first, then caption)
-        same = clips.unsqueeze(-1) == clips.unsqueeze(-2)                     # (K, b, b)
-        r = torch.stack([torch.rand((2, b, b), generator=g) for g in self.gens], dim=1)
-        r.masked_fill_(same, -1.0)
-        a_idx, t_idx = r.argmax(-1)                                           # (K, b) each
-        ok = (~same.all(-1)).float()
+        # each model draws from its own stream: audio impostors first, then caption impostors
+        a_idx, valid = sample_impostors(clips, self.gens)                     # (K, b)
+        t_idx, _ = sample_impostors(clips, self.gens)
+        ok = valid.float()
         q = _rows(tr.query, idx)                                              # (K, b, out)
         if self.frozen:
             if self.norm == "batch":

@@ -240,3 +240,16 @@ def test_bad_inputs_raise():
         triplet_loss(a, torch.zeros(3, 4), [[0, 1, 2]])
     with pytest.raises(ValueError, match="margin"):
         triplet_loss(a, torch.zeros(3, 4), [0, 1, 2], margin=-0.1)
+
+
+def test_one_generator_per_row_draws_each_row_from_its_own_stream():
+    """A list of generators: row k equals what generator k alone gives for row k."""
+    from retrieval_lib.loss import sample_impostors
+    clips = torch.tensor([[0, 0, 1, 2, 3], [5, 6, 6, 7, 8]])
+    gens = [torch.Generator().manual_seed(s) for s in (11, 12)]
+    idx, ok = sample_impostors(clips, gens)
+    for k, seed in enumerate((11, 12)):
+        alone, ok_alone = sample_impostors(clips[k], torch.Generator().manual_seed(seed))
+        assert torch.equal(idx[k], alone) and torch.equal(ok[k], ok_alone)
+    with pytest.raises(ValueError, match="one generator per row"):
+        sample_impostors(clips, gens[:1])
