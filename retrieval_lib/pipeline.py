@@ -29,7 +29,7 @@ from .audio import PASST_SR, AudioError, PasstLogitExtractor, load_audio
 from .clotho import SPLIT_MAP, ZENODO_RECORD, download_clotho, is_fake, read_split
 from .data import SPLITS, Corpus, RetrievalSplit
 from .tags import encode_tag_names
-from .text import DEFAULT_TEXT_MODEL, OFFLINE_TEXT_MODEL, TextEncoder
+from .text import DEFAULT_TEXT_MODEL, OFFLINE_ALIASES, OFFLINE_TEXT_MODEL, TextEncoder
 from .train import TrainConfig, results_table, save_results, train_models
 
 SYSTEMS = {"PaSST-MPnet": 1.0, "PaSST-MPnet-tags": 0.8}   # name -> lam (paper section 3)
@@ -223,7 +223,7 @@ def run_pipeline(data_dir, cache_dir, download: bool = False, text_model: str = 
                                         seed=seed if random_passt else None)
     if text_encoder is None:
         text_encoder = TextEncoder(text_model, device=device)
-        if text_model in ("offline", "minilm-offline"):
+        if text_model in OFFLINE_ALIASES:
             text_encoder.model_name = OFFLINE_TEXT_MODEL   # say which model, not just "offline"
     corpus = build_corpus(data_dir, cache_dir, extractor, text_encoder, shard_size, strict, progress)
     results = Path(results) if results is not None else cache_dir / "results.csv"

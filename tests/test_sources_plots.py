@@ -99,7 +99,10 @@ def test_text_encoder_for_reads_the_provenance(monkeypatch):
     monkeypatch.setattr(text, "TextEncoder", lambda name, device=None: seen.append(name) or name)
     c = _corpus()
     c.provenance["text_model"] = text.OFFLINE_TEXT_MODEL
-    assert text_encoder_for(c) == "offline"
+    assert text_encoder_for(c) == text.OFFLINE_TEXT_MODEL
+    # ... which TextEncoder resolves to the packaged MiniLM, like "offline"
+    assert text.resolve_model_name(text.OFFLINE_TEXT_MODEL) == text.resolve_model_name("offline") \
+        == text.offline_model_path()
     c.provenance["text_model"] = "sentence-transformers/all-mpnet-base-v2"
     assert text_encoder_for(c) == "sentence-transformers/all-mpnet-base-v2"
     del c.provenance["text_model"]
