@@ -3,6 +3,7 @@
 # A stamp of the requirements' hash makes a second run instant; a changed file reinstalls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup_book_assets.sh   # MathJax for offline pages, chromium for the browser test
 PY=${PYTHON:-python3}
 stamp=.venv/.requirements.sha1
 want=$(sha1sum requirements.txt pyproject.toml | sha1sum | cut -c1-40)
