@@ -52,6 +52,10 @@ def resolve_model_name(name: str) -> str:
     return offline_model_path() if name in OFFLINE_ALIASES else name
 
 
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 class TextEncoder:
     """Frozen sentence encoder producing l2-normalised sentence embeddings e_s.
 
@@ -66,12 +70,21 @@ class TextEncoder:
 
         self.model_name = model_name_or_path
         path = resolve_model_name(model_name_or_path)
-        if os.path.isdir(path):
-            # A local model must never trigger a hub request (there may be no network).
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = SentenceTransformer(path, device=device)
+        # Local files first, without touching the process environment: a local folder or a model
+        # already in the Hugging Face hub cache (e.g. laid out by scripts/setup_mpnet.py, or a
+        # previous download) loads with no hub request at all. Only a hub name that is not
+        # cached goes to the hub. (Setting HF_HUB_OFFLINE here would leak into the whole process
+        # and its children, and break a later download in the same notebook.)
+        try:
+            self.model = SentenceTransformer(path, device=device, local_files_only=True)
+        except (OSError, ValueError) as err:
+            if os.path.isdir(path) or _hub_offline():
+                raise OSError(f"cannot load the sentence model {model_name_or_path!r} from local "
+                              f"files ({err}); the hub is not used for a local folder or with "
+                              f"HF_HUB_OFFLINE=1") from err
+            self.model = SentenceTransformer(path, device=device)
         self.batch_size = batch_size
 
     @property
