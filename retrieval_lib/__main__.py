@@ -49,11 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true", help="fp32 PaSST forward passes even on CUDA")
     p.add_argument("--seed", type=int, default=0, help="seed of the random PaSST (--random-passt)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .search import add_cli_commands
+    add_cli_commands(sub)   # index, search (retrieval_lib/search.py)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("index", "search"):
+        from .search import run_cli_command
+        return run_cli_command(args)
     if args.command == "pipeline":
         from .pipeline import run_pipeline   # heavy imports only once the arguments are valid
         out = run_pipeline(args.data_dir, args.cache_dir, download=args.download,
