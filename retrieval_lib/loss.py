@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 
-def sample_impostors(clip_ids: torch.Tensor, generator=None):
+def sample_impostors(clip_ids: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
     """For each position of `clip_ids` (..., B), a uniform index of another clip in its batch.
 
     generator: one torch.Generator, or a sequence of K generators for clip_ids (K, B), row k
@@ -21,18 +21,22 @@ def sample_impostors(clip_ids: torch.Tensor, generator=None):
     batch belongs to the same clip (no impostor exists), and such anchors add no loss.
     """
     same = clip_ids.unsqueeze(-1) == clip_ids.unsqueeze(-2)  # (..., B, B)
+    # the uniforms are drawn on the generator's device (a CPU generator for training data on
+    # a GPU: the same draws as a CPU run), then moved next to clip_ids
     if isinstance(generator, (list, tuple)):
         if clip_ids.ndim != 2 or len(generator) != clip_ids.shape[0]:
             raise ValueError("a list of generators needs clip_ids (K, B) with one generator per row")
-        u = torch.stack([torch.rand(same.shape[1:], generator=g, device=clip_ids.device)
-                         for g in generator])
+        u = torch.stack([torch.rand(same.shape[1:], generator=g, device=g.device)
+                         for g in generator]).to(clip_ids.device)
     else:
-        u = torch.rand(same.shape, generator=generator, device=clip_ids.device)
+        gen_device = generator.device if generator is not None else clip_ids.device
+        u = torch.rand(same.shape, generator=generator, device=gen_device).to(clip_ids.device)
     u = u.masked_fill(same, -1.0)
     return u.argmax(dim=-1), ~same.all(dim=-1)
 
 
-def triplet_terms(audio_emb, text_emb, audio_idx, text_idx):
+def triplet_terms(audio_emb: torch.Tensor, text_emb: torch.Tensor, audio_idx: torch.Tensor,
+                  text_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores (S^p, S_a^n, S_q^n), each (..., B), for the given impostor indices."""
     pos = (audio_emb * text_emb).sum(-1)
     audio_imp = torch.gather(audio_emb, -2, audio_idx.unsqueeze(-1).expand_as(audio_emb))
@@ -40,7 +44,8 @@ def triplet_terms(audio_emb, text_emb, audio_idx, text_idx):
     return pos, (audio_imp * text_emb).sum(-1), (audio_emb * text_imp).sum(-1)
 
 
-def hinge_sum(pos, audio_neg, text_neg, valid_a, valid_t, margin):
+def hinge_sum(pos: torch.Tensor, audio_neg: torch.Tensor, text_neg: torch.Tensor,
+              valid_a: torch.Tensor, valid_t: torch.Tensor, margin: "float | torch.Tensor") -> torch.Tensor:
     """Eq. 7 summed over the last dim and divided by the batch size N."""
     n = pos.shape[-1]
     terms = (torch.relu(audio_neg - pos + margin) * valid_a +
@@ -49,7 +54,8 @@ def hinge_sum(pos, audio_neg, text_neg, valid_a, valid_t, margin):
 
 
 def triplet_loss(audio_emb: torch.Tensor, text_emb: torch.Tensor, clip_ids, margin: float = 0.4,
-                 generator: torch.Generator | None = None, return_scores: bool = False):
+                 generator: torch.Generator | None = None,
+                 return_scores: bool = False) -> "torch.Tensor | tuple[torch.Tensor, dict]":
     """Eq. 7 for one minibatch.
 
     audio_emb, text_emb: (B, d) unit-norm embeddings of the B pairs; clip_ids: (B,) the clip of

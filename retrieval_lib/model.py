@@ -19,6 +19,7 @@ NORMS = ("layer", "batch", "none")
 
 
 def make_norm(norm: str, dim: int) -> nn.Module:
+    """The norm layer of eq. 2: LayerNorm (paper), BatchNorm1d, or none (Identity)."""
     if norm == "layer":
         return nn.LayerNorm(dim)
     if norm == "batch":
@@ -28,7 +29,8 @@ def make_norm(norm: str, dim: int) -> nn.Module:
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-def linear_init(out_dim: int, in_dim: int, generator: torch.Generator | None = None):
+def linear_init(out_dim: int, in_dim: int,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """PyTorch's default nn.Linear initialisation, drawn from `generator` (weight first).
 
     Both trainers call this, so a model trained alone and one trained in a grid start from the
@@ -62,6 +64,8 @@ class AudioEncoder(nn.Module):
         self.reset_parameters(seed)
 
     def reset_parameters(self, seed: int | None = None) -> None:
+        """PyTorch's default initialisation of the linear layer, drawn from `seed` (a CPU
+        generator, so the same seed gives the same weights on any device); norm: identity."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         weight, bias = linear_init(self.out_dim, self.in_dim, gen)
         with torch.no_grad():
@@ -77,10 +81,16 @@ class AudioEncoder(nn.Module):
     def forward(self, logits, tag_vec: torch.Tensor | None = None) -> torch.Tensor:
         """logits (n, in_dim) -> (n, out_dim) unit-norm audio embeddings.
 
-        tag_vec: precomputed e_t (n, out_dim); computed from the logits when omitted.
+        Logits of another dtype (float64, float16, integers) are converted to the weights'
+        dtype. tag_vec: precomputed e_t (n, out_dim); computed from the logits when omitted.
         """
         if not isinstance(logits, torch.Tensor):
             logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
+        if logits.is_complex():
+            raise ValueError("logits must be real numbers")
+        weight = self.linear.weight
+        if logits.dtype != weight.dtype or logits.device != weight.device:
+            logits = logits.to(device=weight.device, dtype=weight.dtype)
         check_logits(logits, self.in_dim)
         e_a = self.project(logits)
         if self.tag_emb is None:
@@ -90,4 +100,36 @@ class AudioEncoder(nn.Module):
         return fuse(e_a, tag_vec, self.lam)
 
     def n_parameters(self) -> int:
+        """Number of trainable parameters (406,558 for the paper's model)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def load_state_checked(model: nn.Module, state: dict, ignore=(), what: str = "checkpoint") -> nn.Module:
+    """Load `state` into `model` strictly: the same tensor names and shapes, finite values.
+
+    Names in `ignore` may be absent from `state` (AudioEncoder's W_t buffer, which comes from
+    the corpus, not from training). Raises ValueError listing every missing or unexpected name
+    and every shape mismatch, both sides named, instead of loading a partial model.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"{what} must be a state dict, got {type(state).__name__}")
+    want = {k: v for k, v in model.state_dict().items() if k not in ignore}
+    have = {k: torch.as_tensor(v) for k, v in state.items() if k not in ignore}
+    problems = []
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    if missing:
+        problems.append(f"missing {missing}")
+    if unexpected:
+        problems.append(f"unexpected {unexpected}")
+    for k in sorted(set(want) & set(have)):
+        if tuple(have[k].shape) != tuple(want[k].shape):
+            problems.append(f"{k}: {what} {tuple(have[k].shape)} vs model {tuple(want[k].shape)}")
+        elif have[k].is_floating_point() and not torch.isfinite(have[k]).all():
+            problems.append(f"{k}: {what} holds NaN or inf")
+    if problems:
+        raise ValueError(f"{what} does not fit this {type(model).__name__}"
+                         + (f" (norm={model.norm_kind!r})" if isinstance(model, AudioEncoder) else "")
+                         + ": " + "; ".join(problems))
+    model.load_state_dict(have, strict=False)
+    return model

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 N_TAGS = 527
 
 
-def _read_labels():
+def _read_labels() -> tuple[tuple, tuple]:
     with resources.files("retrieval_lib").joinpath("data/class_labels_indices.csv").open(
         encoding="utf-8", newline=""
     ) as f:
@@ -43,7 +43,7 @@ def check_logits(logits: torch.Tensor, n_classes: int | None = None) -> None:
         raise ValueError(f"logits contain NaN or inf (rows {bad[:10]}{'...' if len(bad) > 10 else ''})")
 
 
-def tag_embedding(logits, tag_emb) -> torch.Tensor:
+def tag_embedding(logits: "np.ndarray | torch.Tensor", tag_emb: "np.ndarray | torch.Tensor") -> torch.Tensor:
     """Eq. 3-4: e_t = l2-norm( (p / sum_c p_c) W_t ) with p = sigmoid(logits).
 
     logits: (n, 527) pre-sigmoid PaSST outputs; tag_emb: W_t, (527, d) tag-name embeddings.
@@ -58,7 +58,7 @@ def tag_embedding(logits, tag_emb) -> torch.Tensor:
     return F.normalize(weights @ tag_emb.to(weights.dtype), dim=-1)
 
 
-def fuse(audio_emb: torch.Tensor, tag_vec: torch.Tensor, lam) -> torch.Tensor:
+def fuse(audio_emb: torch.Tensor, tag_vec: torch.Tensor, lam: "float | torch.Tensor") -> torch.Tensor:
     """Eq. 5-6: e_at = l2-norm( lam * e_a + (1 - lam) * e_t ).
 
     lam may be a float or a tensor broadcastable to audio_emb (one weight per model in the
@@ -67,11 +67,16 @@ def fuse(audio_emb: torch.Tensor, tag_vec: torch.Tensor, lam) -> torch.Tensor:
     if audio_emb.shape != tag_vec.shape:
         raise ValueError(f"audio and tag embeddings differ in shape: {tuple(audio_emb.shape)} "
                          f"vs {tuple(tag_vec.shape)}")
-    if not isinstance(lam, torch.Tensor) and not 0.0 <= lam <= 1.0:
+    if isinstance(lam, torch.Tensor):
+        if lam.is_complex() or not torch.isfinite(lam).all() or (lam < 0).any() or (lam > 1).any():
+            raise ValueError(f"lam must lie in [0, 1], got the tensor {lam.flatten()[:5].tolist()}")
+    elif isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)):
+        raise ValueError(f"lam must be a number or a tensor, got {type(lam).__name__}")
+    elif not 0.0 <= lam <= 1.0:     # also refuses NaN
         raise ValueError(f"lam must lie in [0, 1], got {lam}")
     return F.normalize(lam * audio_emb + (1 - lam) * tag_vec, dim=-1)
 
 
-def encode_tag_names(text_encoder, labels=AUDIOSET_LABELS) -> np.ndarray:
+def encode_tag_names(text_encoder, labels: tuple = AUDIOSET_LABELS) -> np.ndarray:
     """W_t: sentence embeddings of the tag names, cleaned and encoded like the captions."""
     return text_encoder.encode(list(labels))
