@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="10s: the paper's PaSST-S with 10 s windows (default)")
     p.add_argument("--random-passt", action="store_true",
                    help="random-initialised PaSST (no download; for plumbing tests only)")
-    p.add_argument("--batch-size", type=_positive, default=8, help="PaSST windows per forward pass")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="PaSST windows per forward pass (default: 32 on CUDA, 8 on CPU)")
     p.add_argument("--epochs", type=_positive, default=None, help="training epochs (default: the paper's 50)")
     p.add_argument("--results", default=None, help="results CSV (default: CACHE_DIR/results.csv)")
     p.add_argument("--checkpoints", default=None, help="checkpoint folder (default: CACHE_DIR/checkpoints)")
@@ -47,10 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=_positive, default=128, help="clips per resumable shard")
     p.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     p.add_argument("--no-amp", action="store_true", help="fp32 PaSST forward passes even on CUDA")
+    p.add_argument("--autocast", default=None, choices=["fp16", "bf16", "fp32"],
+                   help="PaSST precision (default: fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random PaSST (--random-passt)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     from .search import add_cli_commands
     add_cli_commands(sub)   # index, search (retrieval_lib/search.py)
+    from .archive import add_cli_commands as add_archive_commands
+    add_archive_commands(sub)   # export-cache, import-cache (retrieval_lib/archive.py)
     return parser
 
 
@@ -59,6 +64,9 @@ def main(argv=None) -> int:
     if args.command in ("index", "search"):
         from .search import run_cli_command
         return run_cli_command(args)
+    if args.command in ("export-cache", "import-cache"):
+        from .archive import run_cli_command as run_archive_command
+        return run_archive_command(args)
     if args.command == "pipeline":
         from .pipeline import run_pipeline   # heavy imports only once the arguments are valid
         out = run_pipeline(args.data_dir, args.cache_dir, download=args.download,
@@ -67,7 +75,7 @@ def main(argv=None) -> int:
                            epochs=args.epochs, results=args.results, checkpoints=args.checkpoints,
                            strict=args.strict, shard_size=args.shard_size, device=args.device,
                            amp=False if args.no_amp else None, progress=not args.no_progress,
-                           seed=args.seed)
+                           seed=args.seed, autocast=args.autocast)
         for row in out["results"]:
             print(f"{row['system']:<18} test mAP@10 {row['mAP@10']:.3f}  R@1 {row['R@1']:.3f}  "
                   f"R@5 {row['R@5']:.3f}  R@10 {row['R@10']:.3f}")

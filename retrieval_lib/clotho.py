@@ -15,6 +15,11 @@ provenance source "synthetic".
 from __future__ import annotations
 
 import csv
+import hashlib
+import http.client
+import json
+import os
+import urllib.error
 import warnings
 from pathlib import Path
 
@@ -23,7 +28,14 @@ import numpy as np
 from .text import clean_caption
 
 ZENODO_RECORD = "4783391"
+# Where the files come from. `{name}` is replaced by the file name (URL-quoted). Override with the
+# base_url argument or the environment variable RETRIEVAL_LIB_ZENODO_URL: either a template with
+# {name} or a folder URL (the file name is then appended after a slash), e.g. a mirror.
 ZENODO_URL = "https://zenodo.org/records/" + ZENODO_RECORD + "/files/{name}?download=1"
+URL_ENV = "RETRIEVAL_LIB_ZENODO_URL"
+# A JSON file {file name: "md5:<hex>" or "sha256:<hex>"} replacing the table below (a mirror
+# whose files differ, a new Clotho release); the checksums argument does the same in code.
+CHECKSUMS_ENV = "RETRIEVAL_LIB_CLOTHO_CHECKSUMS"
 
 # book split -> Clotho split
 SPLIT_MAP = {"train": "development", "val": "validation", "test": "evaluation"}
@@ -63,33 +75,210 @@ def _check_split(clotho_split: str) -> None:
 # Download
 # ---------------------------------------------------------------------------------------------
 
-def download_clotho(data_dir, splits=tuple(SPLIT_MAP.values()), progress: bool = True) -> Path:
-    """Download and unpack Clotho v2.1 into data_dir (about 7.5 GB of archives).
+def file_url(name: str, base_url: str | None = None) -> str:
+    """The URL of one Clotho file: base_url, else $RETRIEVAL_LIB_ZENODO_URL, else Zenodo."""
+    from urllib.parse import quote
 
-    pooch checks every file's MD5 and skips files already present with the right checksum;
-    an archive is unpacked once (a hidden marker file records a finished extraction, so an
-    interrupted extraction is redone rather than trusted).
+    base = base_url or os.environ.get(URL_ENV) or ZENODO_URL
+    if "{name}" in base:
+        return base.replace("{name}", quote(name))
+    return base.rstrip("/") + "/" + quote(name)
+
+
+def checksum_table(checksums=None) -> dict:
+    """{file name: "md5:<hex>" | "sha256:<hex>"}: the argument, else the JSON file named by
+    $RETRIEVAL_LIB_CLOTHO_CHECKSUMS, else the published MD5s of Clotho v2.1."""
+    if checksums is None and os.environ.get(CHECKSUMS_ENV):
+        path = Path(os.environ[CHECKSUMS_ENV])
+        try:
+            checksums = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{CHECKSUMS_ENV}={path}: cannot read a JSON checksum table ({err})") from err
+    if checksums is None:
+        return {name: f"md5:{value}" for name, value in MD5.items()}
+    table = {}
+    for name, value in dict(checksums).items():
+        value = str(value).lower()
+        if ":" not in value:          # a bare hex string: its length says which algorithm
+            value = ("md5:" if len(value) == 32 else "sha256:") + value
+        if value.split(":", 1)[0] not in ("md5", "sha256"):
+            raise ValueError(f"checksum of {name}: use md5:<hex> or sha256:<hex>, got {value!r}")
+        table[name] = value
+    return table
+
+
+def file_hash(path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified(path: Path, known: str) -> bool:
+    """Whether `path` carries the checksum `known`; a stamp (size, mtime, checksum) next to it
+    spares hashing 7.5 GB again on every call."""
+    stamp = path.with_name(f".{path.name}.verified")
+    st = path.stat()
+    tag = f"{known} {st.st_size} {st.st_mtime_ns}"
+    if stamp.exists() and stamp.read_text().strip() == tag:
+        return True
+    algorithm, value = known.split(":", 1)
+    if file_hash(path, algorithm) != value:
+        return False
+    stamp.write_text(tag + "\n")
+    return True
+
+
+def download_file(url: str, dest, known: str | None, progress: bool = True, timeout: float = 60.0,
+                  chunk: int = 1 << 20) -> Path:
+    """Download `url` to `dest`, resumably, checked against `known` ("md5:..." / "sha256:...").
+
+    Bytes go to a hidden `.{name}.part` file beside dest; dest itself only ever appears complete
+    and verified (an atomic rename). After an interruption the next call asks the server for the
+    missing bytes only (HTTP Range); a server that ignores Range sends the whole file and the
+    download restarts from zero. A finished file with the wrong checksum is deleted (never kept
+    as if good) and reported with both checksums.
     """
-    import pooch
+    import urllib.request
 
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "retrieval_lib"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:      # nothing left to send: the part file is complete
+            response = None
+        else:
+            raise RuntimeError(f"download of {url} failed: HTTP {err.code} {err.reason}") from err
+    except OSError as err:
+        raise RuntimeError(f"download of {url} failed: {err} (interrupted downloads resume on "
+                           f"the next call)") from err
+    if response is not None:
+        with response:
+            resumed = have and response.status == 206
+            mode = "ab" if resumed else "wb"
+            total = response.headers.get("Content-Length")
+            total = int(total) + (have if resumed else 0) if total else None
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
+                           desc=dest.name)
+            try:
+                with part.open(mode) as out:
+                    for block in iter(lambda: response.read(chunk), b""):
+                        out.write(block)
+                        if bar is not None:
+                            bar.update(len(block))
+            except (OSError, http.client.HTTPException) as err:
+                raise RuntimeError(f"download of {url} was interrupted after {part.stat().st_size} "
+                                   f"bytes ({type(err).__name__}: {err}); call again to resume "
+                                   f"from {part.name}") from err
+            finally:
+                if bar is not None:
+                    bar.close()
+    if known:
+        algorithm, value = known.split(":", 1)
+        got = file_hash(part, algorithm)
+        if got != value:
+            part.unlink()
+            raise ValueError(f"{dest.name} from {url}: {algorithm} is {got}, expected {value}; the "
+                             f"file was deleted (a changed file on the server, or a wrong checksum "
+                             f"table: see {CHECKSUMS_ENV})")
+    else:
+        warnings.warn(f"no known checksum for {dest.name}: it was downloaded UNVERIFIED")
+    os.replace(part, dest)
+    if known:
+        _verified(dest, known)
+    return dest
+
+
+def existing_split(data_dir, clotho_split: str) -> bool:
+    """Whether data_dir already holds a split ready to read: its captions CSV and its folder of
+    WAV files (as the archive unpacks, or aac-datasets' clotho_audio_files/ layout)."""
+    try:
+        audio_dir(data_dir, clotho_split)
+    except FileNotFoundError:
+        return False
+    return captions_csv(data_dir, clotho_split).is_file()
+
+
+def _extract(archive: Path, data_dir: Path, clotho_split: str) -> None:
+    """Unpack a split's archive into data_dir/{split}, atomically: into a hidden temporary folder
+    first, renamed into place once complete (an interrupted extraction leaves no half folder; its
+    temporary folder is removed and the extraction restarts on the next call)."""
+    import shutil
+
+    import py7zr
+
+    tmp = data_dir / f".{clotho_split}.extracting"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        with py7zr.SevenZipFile(archive, mode="r") as z:
+            z.extractall(path=tmp)
+        inner = tmp / clotho_split
+        if not inner.is_dir():   # an archive without the split folder: take what it holds
+            entries = [e for e in tmp.iterdir() if not e.name.startswith(".")]
+            inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+        if inner == tmp:
+            os.replace(tmp, data_dir / clotho_split)
+        else:
+            os.replace(inner, data_dir / clotho_split)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def download_clotho(data_dir, splits=tuple(SPLIT_MAP.values()), progress: bool = True,
+                    base_url: str | None = None, checksums=None, download: bool = True) -> Path:
+    """Make data_dir hold Clotho v2.1: captions CSVs + one folder of WAVs per split.
+
+    What is already there is used and never downloaded again: a split whose CSV and WAV folder
+    exist is left as it is; an archive already in data_dir is checked and unpacked. Missing
+    files are downloaded (about 7.5 GB) from base_url / $RETRIEVAL_LIB_ZENODO_URL / Zenodo,
+    resumably, and checked against `checksums` / $RETRIEVAL_LIB_CLOTHO_CHECKSUMS / the published
+    MD5s. download=False raises FileNotFoundError instead of downloading.
+    """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    table = checksum_table(checksums)
     for split in splits:
         _check_split(split)
-        for path in (captions_csv(data_dir, split), audio_archive(data_dir, split)):
-            md5 = MD5.get(path.name)
-            if md5 is None:  # never happens for the files above; kept loud on purpose
-                warnings.warn(f"no known checksum for {path.name}: it is downloaded UNVERIFIED")
-            pooch.retrieve(ZENODO_URL.format(name=path.name),
-                           known_hash=f"md5:{md5}" if md5 else None,
-                           fname=path.name, path=data_dir, progressbar=progress)
-        marker = data_dir / f".{split}_extracted"
-        if not marker.exists():
-            import py7zr
-            with py7zr.SevenZipFile(audio_archive(data_dir, split), mode="r") as archive:
-                archive.extractall(path=data_dir)
-            marker.write_text("extraction finished\n")
+        csv_path, archive = captions_csv(data_dir, split), audio_archive(data_dir, split)
+        if existing_split(data_dir, split):
+            continue
+        for path in (csv_path,) + (() if _has_audio(data_dir, split) else (archive,)):
+            known = table.get(path.name)
+            if path.exists():
+                if known and not _verified(path, known):
+                    algorithm = known.split(":", 1)[0]
+                    raise ValueError(f"{path} exists but its {algorithm} is "
+                                     f"{file_hash(path, algorithm)}, expected {known.split(':', 1)[1]}; "
+                                     f"delete it to download it again, or pass its checksum")
+                continue
+            if not download:
+                raise FileNotFoundError(f"{path} is missing and download=False; put Clotho v2.1 "
+                                        f"(archives or unpacked folders + CSVs) in {data_dir}")
+            download_file(file_url(path.name, base_url), path, known, progress=progress)
+        if not _has_audio(data_dir, split):
+            _extract(archive, data_dir, split)
     return data_dir
+
+
+def _has_audio(data_dir, clotho_split: str) -> bool:
+    try:
+        audio_dir(data_dir, clotho_split)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -129,12 +129,72 @@ def _encode_cached(encoder: TextEncoder, texts, path: Path, progress: bool) -> n
 # The pipeline
 # ---------------------------------------------------------------------------------------------
 
-def build_corpus(data_dir, cache_dir, extractor, text_encoder, shard_size: int = 128,
-                 strict: bool = False, progress: bool = True) -> Corpus:
-    """Steps 2-5: captions, logits, sentence embeddings -> Corpus saved in cache_dir."""
+AUTOCAST = {"fp16": "float16", "float16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+def autocast_dtype(autocast, device_type: str):
+    """None -> the default (float16 on CUDA, off on CPU); False / "fp32" / "off" -> off;
+    True -> float16 on CUDA, bfloat16 on CPU; "fp16" / "bf16" -> that dtype. Returns a torch
+    dtype or None (full float32)."""
+    import torch
+
+    if autocast is None:
+        return torch.float16 if device_type == "cuda" else None
+    if autocast is False or (isinstance(autocast, str) and autocast.lower() in ("fp32", "float32", "off", "none")):
+        return None
+    if autocast is True:
+        return torch.float16 if device_type == "cuda" else torch.bfloat16
+    key = str(autocast).lower()
+    if key not in AUTOCAST:
+        raise ValueError(f"autocast must be None, True, False, 'fp32', 'fp16' or 'bf16', got {autocast!r}")
+    return getattr(torch, AUTOCAST[key])
+
+
+def make_extractor(passt_variant: str = "10s", pretrained: bool = True, device=None,
+                   batch_size: int | None = None, autocast=None, seed: int | None = None):
+    """A PasstLogitExtractor with the chapters' knobs: device (None = cuda when available),
+    batch_size (windows per forward pass; None = 32 on CUDA, 8 on CPU) and autocast (see
+    autocast_dtype). The logits come back as float32 whatever the autocast dtype."""
+    from .audio import default_device
+
+    device = str(device or default_device())
+    device_type = device.split(":")[0]
+    if batch_size is None:
+        batch_size = 32 if device_type == "cuda" else 8
+    dtype = autocast_dtype(autocast, device_type)
+    extractor = PasstLogitExtractor(passt_variant, pretrained=pretrained, device=device,
+                                    batch_size=int(batch_size), amp=dtype is not None, seed=seed)
+    if dtype is not None:
+        extractor.amp_dtype = dtype
+    return extractor
+
+
+def make_text_encoder(text_model: str | None = None, device=None) -> TextEncoder:
+    """The sentence model by name (None = the paper's all-mpnet-base-v2); the offline alias is
+    recorded under the model's real name."""
+    name = text_model or DEFAULT_TEXT_MODEL
+    encoder = TextEncoder(name, device=device)
+    if name in OFFLINE_ALIASES:
+        encoder.model_name = OFFLINE_TEXT_MODEL   # say which model, not just "offline"
+    return encoder
+
+
+def build_corpus(data_dir, cache_dir, extractor=None, text_encoder=None, shard_size: int = 128,
+                 strict: bool = False, progress: bool = True, *, text_model: str | None = None,
+                 passt_variant: str = "10s", pretrained: bool = True, batch_size: int | None = None,
+                 autocast=None, device=None) -> Corpus:
+    """Steps 2-5: captions, logits, sentence embeddings -> Corpus saved in cache_dir.
+
+    extractor / text_encoder: ready objects; when None they are built from passt_variant,
+    pretrained, batch_size, autocast, device (make_extractor) and text_model (make_text_encoder).
+    """
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
-    # 2. read and check every CSV before any expensive step
+    # 2. read and check every CSV before any expensive step (and before loading any model)
     listing = {s: read_split(data_dir, SPLIT_MAP[s]) for s in SPLITS}
+    if extractor is None:
+        extractor = make_extractor(passt_variant, pretrained, device, batch_size, autocast)
+    if text_encoder is None:
+        text_encoder = make_text_encoder(text_model, device)
     work_root = cache_dir / WORK
     _check_work_settings(work_root, {k: v for k, v in extractor.describe().items() if k != "amp"})
 
@@ -200,31 +260,36 @@ def train_and_report(corpus: Corpus, results_path, checkpoints_dir, epochs: int 
 
 
 def run_pipeline(data_dir, cache_dir, download: bool = False, text_model: str = DEFAULT_TEXT_MODEL,
-                 passt_variant: str = "10s", random_passt: bool = False, batch_size: int = 8,
+                 passt_variant: str = "10s", random_passt: bool = False, batch_size: int | None = None,
                  epochs: int | None = None, results=None, checkpoints=None, strict: bool = False,
                  shard_size: int = 128, device=None, amp: bool | None = None, progress: bool = True,
-                 seed: int = 0, extractor=None, text_encoder=None) -> dict:
+                 seed: int = 0, extractor=None, text_encoder=None, autocast=None,
+                 base_url: str | None = None) -> dict:
     """Clotho -> corpus -> the paper's two systems. Returns {"corpus", "results", paths}.
 
     text_model: a sentence-transformers name or path, or "offline" for the packaged MiniLM.
     random_passt: build PaSST with random weights (seeded with `seed`; offline tests only).
     epochs: None = the paper's 50. results / checkpoints default to cache_dir/results.csv and
     cache_dir/checkpoints. extractor / text_encoder: ready objects to use instead of building
-    them (tests, notebooks that already hold a model).
+    them (tests, notebooks that already hold a model). batch_size (PaSST windows per forward
+    pass), autocast (None / "fp16" / "bf16" / "fp32") and device: see make_extractor; amp=False
+    is the same as autocast="fp32". base_url: where --download fetches Clotho (default
+    $RETRIEVAL_LIB_ZENODO_URL, else Zenodo).
     """
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
     if download:
-        download_clotho(data_dir, progress=progress)
+        download_clotho(data_dir, progress=progress, base_url=base_url)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data directory {data_dir} does not exist (pass download=True / --download)")
+    if amp is False:
+        autocast = "fp32"
+    elif amp is True and autocast is None:
+        autocast = True
     if extractor is None:
-        extractor = PasstLogitExtractor(passt_variant, pretrained=not random_passt, device=device,
-                                        batch_size=batch_size, amp=amp,
-                                        seed=seed if random_passt else None)
+        extractor = make_extractor(passt_variant, not random_passt, device, batch_size, autocast,
+                                   seed=seed if random_passt else None)
     if text_encoder is None:
-        text_encoder = TextEncoder(text_model, device=device)
-        if text_model in OFFLINE_ALIASES:
-            text_encoder.model_name = OFFLINE_TEXT_MODEL   # say which model, not just "offline"
+        text_encoder = make_text_encoder(text_model, device)
     corpus = build_corpus(data_dir, cache_dir, extractor, text_encoder, shard_size, strict, progress)
     results = Path(results) if results is not None else cache_dir / "results.csv"
     checkpoints = Path(checkpoints) if checkpoints is not None else cache_dir / "checkpoints"
@@ -233,4 +298,4 @@ def run_pipeline(data_dir, cache_dir, download: bool = False, text_model: str = 
             "cache_dir": cache_dir}
 
 
-__all__ = ["run_pipeline", "build_corpus", "train_and_report", "extract_split", "load_shards", "SYSTEMS"]
+__all__ = ["run_pipeline", "build_corpus", "make_extractor", "make_text_encoder", "autocast_dtype", "train_and_report", "extract_split", "load_shards", "SYSTEMS"]

@@ -1,46 +1,157 @@
 """Where a chapter's data comes from: the synthetic corpus (default) or real Clotho.
 
 Every chapter's parameters cell sets DATA = "synthetic" (the book build, any CPU) or
-DATA = "clotho" (Colab with a GPU: downloads Clotho, extracts PaSST logits and MPNet
-embeddings once, then loads them from the cache).
+DATA = "clotho" (Colab with a GPU), and CLOTHO_DIR / CACHE_DIR / USE_DRIVE, which go through
+`data_dirs`:
+
+* the raw Clotho files (7.5 GB of archives, 12 GB unpacked) live in CLOTHO_DIR: an existing copy
+  there (archives, or unpacked folders + captions CSVs) is used, never downloaded again;
+* the embedding cache (PaSST logits + sentence embeddings, ~100 MB) lives in CACHE_DIR; on Colab,
+  USE_DRIVE = True puts it on Google Drive, so it survives the runtime;
+* `load_corpus("clotho", archive=...)` loads an exported embedding cache (retrieval_lib.archive)
+  from a path or URL instead of extracting anything: one real extraction serves everyone.
+
+Environment variables: RETRIEVAL_LIB_CLOTHO (raw Clotho folder), RETRIEVAL_LIB_CACHE (embedding
+cache folder), RETRIEVAL_LIB_ZENODO_URL (a Clotho mirror), RETRIEVAL_LIB_CLOTHO_CHECKSUMS (a JSON
+checksum table for that mirror).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .data import Corpus
 from .synthetic import SYNTHETIC_NOTE, SyntheticSpec, default_cache_dir, load_synthetic_corpus
 
 SOURCES = ("synthetic", "clotho")
+CLOTHO_ENV = "RETRIEVAL_LIB_CLOTHO"
+CACHE_ENV = "RETRIEVAL_LIB_CACHE"
+DRIVE_MOUNT = "/content/drive"
+DRIVE_ROOT = DRIVE_MOUNT + "/MyDrive/retrieval_lib"
+
+
+def _on_colab() -> bool:
+    try:
+        import google.colab  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def mount_drive(mount_point: str = DRIVE_MOUNT) -> Path:
+    """Mount Google Drive on Colab (asks for permission once per session); elsewhere refuse."""
+    if not _on_colab():
+        raise RuntimeError("USE_DRIVE = True works on Google Colab only; elsewhere set CACHE_DIR "
+                           "(or RETRIEVAL_LIB_CACHE) to a folder that persists")
+    from google.colab import drive
+    if not (Path(mount_point) / "MyDrive").is_dir():
+        drive.mount(mount_point)
+    return Path(mount_point) / "MyDrive"
+
+
+def data_dirs(clotho_dir=None, cache_dir=None, use_drive: bool = False,
+              drive_root: str = DRIVE_ROOT) -> tuple:
+    """(clotho_dir, cache_dir): where raw Clotho and the embedding cache live.
+
+    An argument wins; else the environment (RETRIEVAL_LIB_CLOTHO, RETRIEVAL_LIB_CACHE); else
+    with use_drive=True (Colab) the cache goes to Google Drive (drive_root/cache; raw Clotho stays
+    on the local disk, /content/clotho, since 20 GB rarely fit on a Drive); else
+    ~/.cache/retrieval_lib and its clotho_raw subfolder.
+    """
+    if cache_dir is None and not os.environ.get(CACHE_ENV) and use_drive:
+        mount_drive()
+        cache_dir = Path(drive_root) / "cache"
+    elif use_drive:
+        mount_drive()        # an explicit folder may still be on the Drive
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if clotho_dir is not None:
+        clotho = Path(clotho_dir)
+    elif os.environ.get(CLOTHO_ENV):
+        clotho = Path(os.environ[CLOTHO_ENV])
+    elif use_drive:
+        clotho = Path("/content/clotho")
+    else:
+        clotho = cache / "clotho_raw"
+    return clotho.expanduser(), cache.expanduser()
+
+
+def requested_provenance(text_model: str | None = None, passt_variant: str = "10s",
+                         passt_pretrained: bool = True) -> dict:
+    """What a caller asks of a real-data embedding cache (the fields check_provenance compares)."""
+    from .text import DEFAULT_TEXT_MODEL
+    return {"text_model": text_model or DEFAULT_TEXT_MODEL, "passt_variant": passt_variant,
+            "passt_pretrained": bool(passt_pretrained)}
+
+
+def _same_text_model(a, b) -> bool:
+    from .text import OFFLINE_ALIASES
+    if a in OFFLINE_ALIASES and b in OFFLINE_ALIASES:
+        return True
+    return a == b
+
+
+def check_provenance(provenance: dict, asked: dict, where="the embedding cache") -> None:
+    """Refuse a cache made with another text model, PaSST variant or PaSST weights than asked.
+
+    The message names both sides and how to get what was asked.
+    """
+    differences = []
+    for key, wanted in asked.items():
+        have = provenance.get(key)
+        same = _same_text_model(have, wanted) if key == "text_model" else have == wanted
+        if not same:
+            differences.append(f"{key}: cache has {have!r}, asked for {wanted!r}")
+    if differences:
+        raise ValueError(f"{where} does not match what was asked ({'; '.join(differences)}). "
+                         "Ask for what the cache holds, or use another CACHE_DIR to build (or "
+                         "import) a cache with these settings.")
 
 
 def load_corpus(source: str = "synthetic", cache_dir=None, clotho_dir=None,
                 synthetic_spec: SyntheticSpec | None = None, text_model: str | None = None,
-                passt_variant: str = "10s") -> Corpus:
+                passt_variant: str = "10s", *, archive=None, archive_sha256: str | None = None,
+                download: bool = True, base_url: str | None = None, checksums=None,
+                passt_batch_size: int | None = None, autocast=None, device=None,
+                passt_pretrained: bool = True, progress: bool = True) -> Corpus:
     """The corpus a chapter works on.
 
     synthetic: built once (a minute on CPU) and cached under cache_dir.
-    clotho: the embedding cache in cache_dir/clotho if complete, otherwise the full pipeline
-    (download, PaSST, sentence model; hours on CPU, minutes on a GPU) builds it first.
+    clotho: in order,
+      1. archive (a path or URL of an exported embedding cache, checked against archive_sha256)
+         is unpacked into cache_dir/clotho, unless that cache already came from it;
+      2. a complete embedding cache in cache_dir/clotho is loaded;
+      3. else the pipeline builds it: Clotho from clotho_dir (an existing copy is used; missing
+         files are downloaded from base_url / $RETRIEVAL_LIB_ZENODO_URL / Zenodo when download is
+         true), PaSST logits (passt_batch_size windows per pass, autocast "fp16" / "bf16" /
+         "fp32", device) and sentence embeddings (text_model, default all-mpnet-base-v2).
+    A cache (or archive) whose text model, PaSST variant or PaSST weights differ from those asked
+    is refused with a message naming both.
     """
     if source not in SOURCES:
         raise ValueError(f"DATA must be one of {SOURCES}, got {source!r}")
-    cache_dir = Path(cache_dir or default_cache_dir())
     if source == "synthetic":
-        return load_synthetic_corpus(synthetic_spec or SyntheticSpec(), cache_dir)
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        spec = synthetic_spec or (SyntheticSpec(text_model=text_model) if text_model else SyntheticSpec())
+        return load_synthetic_corpus(spec, cache)
+    clotho_dir, cache_dir = data_dirs(clotho_dir, cache_dir)
     target = cache_dir / "clotho"
+    asked = requested_provenance(text_model, passt_variant, passt_pretrained)
+    if archive is not None:
+        from .archive import import_cache
+        import_cache(archive, target, sha256=archive_sha256, expect=asked, progress=progress)
     if (target / "corpus.json").exists():
-        return Corpus.load(target)
-    # heavy imports only when real data is asked for
-    from .audio import PasstLogitExtractor
+        corpus = Corpus.load(target)
+        check_provenance(corpus.provenance, asked, f"the embedding cache in {target}")
+        return corpus
+    # heavy imports only when real data has to be extracted
     from .clotho import download_clotho
     from .pipeline import build_corpus
-    from .text import DEFAULT_TEXT_MODEL, TextEncoder
 
-    raw = Path(clotho_dir or cache_dir / "clotho_raw")
-    download_clotho(raw)   # skips what is already downloaded and extracted
-    return build_corpus(raw, target, PasstLogitExtractor(passt_variant, pretrained=True),
-                        TextEncoder(text_model or DEFAULT_TEXT_MODEL))
+    download_clotho(clotho_dir, progress=progress, base_url=base_url, checksums=checksums,
+                    download=download)
+    return build_corpus(clotho_dir, target, progress=progress, text_model=asked["text_model"],
+                        passt_variant=passt_variant, pretrained=passt_pretrained,
+                        batch_size=passt_batch_size, autocast=autocast, device=device)
 
 
 def text_encoder_for(corpus: Corpus, device=None):

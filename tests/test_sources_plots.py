@@ -36,7 +36,10 @@ def test_data_note_says_synthetic():
 
 
 def test_clotho_source_loads_a_complete_cache(tmp_path):
-    _corpus("clotho").save(tmp_path / "clotho")
+    corpus = _corpus("clotho")
+    corpus.provenance.update(text_model="sentence-transformers/all-mpnet-base-v2",
+                             passt_variant="10s", passt_pretrained=True)
+    corpus.save(tmp_path / "clotho")
     loaded = load_corpus("clotho", cache_dir=tmp_path)
     assert not loaded.is_synthetic and loaded.test.n_clips == 3
 
