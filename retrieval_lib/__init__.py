@@ -12,7 +12,48 @@ Modules, in the order the paper introduces them:
     metrics   mAP@10 and R@k with one relevant clip per caption
     data      the embedding corpus (train / val / test splits) and its on-disk format
     synthetic a clearly-labelled synthetic Clotho-like corpus for CPU runs and tests
-    train     training (a reference loop and a fast many-models-at-once trainer)
+    train     training: configs, results and checkpoints, the reference loop `train_naive`
+    fast_train  the fast many-models-at-once trainer `train_models` (the paper's model only)
+
+The names a student needs are importable from the top level (loaded on first use):
+
+>>> import retrieval_lib as rl                                   # doctest: +SKIP
+>>> corpus = rl.load_corpus("synthetic")                          # doctest: +SKIP
+>>> result = rl.train_naive(rl.TrainConfig(epochs=5), corpus)     # doctest: +SKIP
+>>> audio = result.embed_audio(corpus.test, corpus.tag_emb)       # doctest: +SKIP
+>>> text = rl.TextEncoder("offline").encode(["a dog barks"])      # doctest: +SKIP
+>>> rl.score(text, audio).argsort(descending=True)[0, :5]        # doctest: +SKIP
 """
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily: `import retrieval_lib` stays cheap)
+_EXPORTS = {
+    "TextEncoder": "text", "clean_caption": "text", "query_embedding": "text",
+    "AudioEncoder": "model", "PasstLogitExtractor": "audio", "load_audio": "audio",
+    "AUDIOSET_LABELS": "tags", "tag_embedding": "tags", "fuse": "tags", "encode_tag_names": "tags",
+    "triplet_loss": "loss",
+    "retrieval_metrics": "metrics", "chance_metrics": "metrics", "score": "metrics",
+    "Corpus": "data", "RetrievalSplit": "data",
+    "load_corpus": "sources",
+    "TrainConfig": "train", "TrainResult": "train", "train_naive": "train",
+    "ensemble_scores": "train", "train_models": "fast_train", "train_model": "fast_train",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    """Load a public name from its module on first use."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_EXPORTS))
