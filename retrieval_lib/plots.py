@@ -1,12 +1,16 @@
 """Plotting helpers for the book's figures (matplotlib; each returns the Axes it drew on).
 
 Every helper takes `synthetic=` and, when True, stamps the axes so a figure copied out of the
-book still says its numbers come from synthetic data. Paper values are drawn as black stars.
+book still says its numbers come from synthetic data. The stamp sits under the axes' bottom-right
+corner, below the x label, where no title or legend goes.
+
+Paper values are never drawn on this run's axes: they go to a **separate panel** with its own
+y axis (`paper_panel`), so the two scales cannot line up by accident and suggest an agreement
+that is only an artefact of axis limits.
 """
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.lines import Line2D
 
 SYNTHETIC_STAMP = "synthetic data"
 
@@ -19,12 +23,23 @@ def _axes(ax):
 
 
 def stamp_synthetic(ax, synthetic: bool = True):
-    """Write 'synthetic data' in the corner of the axes."""
+    """Write 'synthetic data' under the bottom-right corner of the axes (below the x label)."""
     if synthetic and not any(t.get_text() == SYNTHETIC_STAMP for t in ax.texts):
-        # above the top-right corner, outside the plotting area: no legend can cover it
-        ax.text(1.0, 1.01, SYNTHETIC_STAMP, transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=9, color="firebrick", alpha=0.9, style="italic")
+        # outside the plotting area, below the tick labels and the x label: titles live above
+        # the axes and legends inside or above them, so neither can collide with it
+        ax.annotate(SYNTHETIC_STAMP, xy=(1.0, 0.0), xycoords="axes fraction", xytext=(0, -30),
+                    textcoords="offset points", ha="right", va="top", fontsize=9,
+                    color="firebrick", style="italic", annotation_clip=False)
     return ax
+
+
+def paper_panel(ax, width: str = "40%", pad: float = 0.95):
+    """A separate panel to the right of `ax` for the paper's values (own axis, own scale)."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    panel = make_axes_locatable(ax).append_axes("right", size=width, pad=pad)
+    panel.set_facecolor("#f4f4f4")
+    return panel
 
 
 def plot_training_curves(history: dict, ax=None, synthetic: bool = False, title: str | None = None):
@@ -69,67 +84,72 @@ def plot_score_distributions(scores: dict, ax=None, synthetic: bool = False, tit
 
 
 def plot_metric_spread(values: dict, ax=None, synthetic: bool = False, paper: dict | None = None,
-                       metric: str = "mAP@10", xlabel: str = "", title: str | None = None):
-    """One column per setting: every seed as a dot, the mean as a dash; paper values as stars.
+                       metric: str = "mAP@10", xlabel: str = "", title: str | None = None,
+                       paper_ax=None):
+    """One column per setting: every seed as a dot, the mean as a dash.
 
-    values: {setting: [metric per seed]}; paper: {setting: paper value} (optional).
-    No bars from zero: the y axis zooms onto the values, where differences of a few
-    thousandths are visible next to the seed spread.
+    values: {setting: [metric per seed]}; paper: {setting: paper value} (optional), drawn as
+    stars in a separate panel (`paper_ax`, or one made with `paper_panel(ax)`), never on this
+    run's axis. No bars from zero: the y axis zooms onto the values, where differences of a few
+    thousandths are visible next to the seed spread. Returns this run's Axes.
     """
     ax = _axes(ax)
     keys = list(values)
     x = np.arange(len(keys))
     means = [np.mean(values[k]) for k in keys]
-    ax.scatter(x, means, marker="_", s=900, linewidths=2.5, color="tab:blue", zorder=2,
-               label="this run, mean over seeds")
+    ax.scatter(x, means, marker="_", s=900, linewidths=2.5, color="tab:blue", zorder=2)
     for i, k in enumerate(keys):
         v = np.asarray(values[k], dtype=float)
         ax.scatter(np.full(len(v), x[i]) + np.linspace(-0.12, 0.12, len(v)), v, color="tab:blue",
                    s=14, zorder=3)
-    handles = [Line2D([], [], color="tab:blue", marker="_", ls="", markersize=14, mew=2.5,
-                      label="this run: mean (dash) and seeds (dots)")]
+    ax.set_xticks(x, [str(k) for k in keys])
+    ax.set_xlim(-0.6, len(keys) - 0.4)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{metric}, this run")
+    ax.set_title(title or "this run: seeds (dots) and their mean (dash)", fontsize=10)
     if paper:
         px = [i for i, k in enumerate(keys) if k in paper]
         if px:
-            ax2 = ax.twinx()
-            ax2.scatter(px, [paper[keys[i]] for i in px], marker="*", s=140, color="black", zorder=4)
-            ax2.set_ylabel(f"paper {metric} (Clotho)")
-            handles.append(Line2D([], [], color="black", marker="*", ls="", markersize=11,
-                                  label="paper (Clotho, right axis)"))
-    ax.set_xticks(x, [str(k) for k in keys])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(metric)
-    # one legend above the plotting area: it never covers a dot or a star
-    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=1, fontsize=8,
-              frameon=False)
-    if title:
-        ax.set_title(title, pad=36)
+            pax = paper_ax if paper_ax is not None else paper_panel(ax)
+            pax.scatter(range(len(px)), [paper[keys[i]] for i in px], marker="*", s=140, color="black")
+            pax.set_xticks(range(len(px)), [str(keys[i]) for i in px])
+            pax.set_xlim(-0.6, len(px) - 0.4)
+            pax.set_ylabel(f"paper {metric} (Clotho)")
+            pax.set_title("paper: one run each", fontsize=10)
+            pax.tick_params(axis="x", labelrotation=30 if len(px) > 2 else 0)
+            pad = 0.15 * (max(paper.values()) - min(paper.values()) or 0.01)
+            pax.set_ylim(min(paper[keys[i]] for i in px) - pad, max(paper[keys[i]] for i in px) + pad)
     return stamp_synthetic(ax, synthetic)
 
 
 def plot_lambda_curve(lams, maps_per_seed, ax=None, synthetic: bool = False, paper: dict | None = None,
-                      metric: str = "mAP@10"):
+                      metric: str = "mAP@10", paper_ax=None):
     """The paper's Fig. 3: mAP@10 against the audio weight lambda, mean +- std over seeds.
 
-    maps_per_seed: array (n_lambdas, n_seeds). paper: {lambda: value} points, drawn as stars on
-    a second axis (the paper's scale is Clotho's, not this corpus's).
+    maps_per_seed: array (n_lambdas, n_seeds). paper: {lambda: value} points, drawn in a
+    separate panel (`paper_ax`, or one made with `paper_panel(ax)`) with its own axis: the
+    paper's scale is Clotho's, not this corpus's. Returns this run's Axes.
     """
     ax = _axes(ax)
     lams = np.asarray(lams, dtype=float)
     m = np.asarray(maps_per_seed, dtype=float)
     mean, std = m.mean(axis=1), m.std(axis=1)
-    ax.plot(lams, mean, marker="o", color="tab:blue", label="this run (mean over seeds)")
-    ax.fill_between(lams, mean - std, mean + std, color="tab:blue", alpha=0.2, label="+- 1 std")
+    ax.plot(lams, mean, marker="o", color="tab:blue", label="mean over seeds")
+    ax.fill_between(lams, mean - std, mean + std, color="tab:blue", alpha=0.2, label="± 1 std")
     best = lams[int(np.argmax(mean))]
-    ax.axvline(best, color="tab:blue", ls=":", lw=1)
-    ax.set_xlabel("lambda (weight of the learned audio embedding, eq. 5)")
-    ax.set_ylabel(metric)
-    ax.legend(loc="lower center", fontsize=8)
+    ax.axvline(best, color="tab:blue", ls=":", lw=1, label=f"best mean (λ = {best:g})")
+    ax.set_xlabel("λ (weight of the learned audio embedding, eq. 5)")
+    ax.set_ylabel(f"{metric}, this run")
+    ax.set_title("this run", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
     if paper:
-        ax2 = ax.twinx()
-        ax2.plot(list(paper), list(paper.values()), "k*", ms=12, label="paper (Clotho, right axis)")
-        ax2.set_ylabel(f"paper {metric}")
-        ax2.legend(loc="lower right", fontsize=8)
+        pax = paper_ax if paper_ax is not None else paper_panel(ax, width="50%")
+        pl = sorted(paper)
+        pax.plot(pl, [paper[k] for k in pl], "k*", ms=12)
+        pax.set_xlim(-0.05, 1.05)
+        pax.set_xlabel("λ")
+        pax.set_ylabel(f"paper {metric} (Clotho)")
+        pax.set_title("paper: values in its text", fontsize=10)
     return stamp_synthetic(ax, synthetic)
 
 
