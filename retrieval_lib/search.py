@@ -70,8 +70,9 @@ def default_params(kind: str, n: int, d: int) -> dict:
         return {"nlist": default_nlist(n), "nprobe": 32}
     if kind == "ivfpq":
         m = next(m for m in (d // 8, d // 4, d // 2, d, 1) if m >= 1 and d % m == 0)
-        return {"nlist": default_nlist(n), "nprobe": 32, "m": m, "nbits": 8, "k_factor": 8,
-                "refine": "flat"}
+        # 8-bit codebooks need ~10^4 training points; smaller collections get 4-bit ones
+        return {"nlist": default_nlist(n), "nprobe": 32, "m": m, "nbits": 8 if n >= 10_000 else 4,
+                "k_factor": 8, "refine": "flat"}
     if kind == "hnsw":
         return {"M": 32, "ef_construction": 80, "ef_search": 128}
     raise ValueError(f"unknown index kind {kind!r}; choose one of {KINDS}")
@@ -388,13 +389,29 @@ def _load_shards(work_dir: Path) -> dict:
     return done
 
 
-def folder_logits(folder, extractor, work_dir, shard_size: int = 16, progress: bool = True):
+def passt_settings(variant: str, pretrained: bool, seed: int | None = None) -> dict:
+    """What the logits of a folder depend on (compared on resume, so shards never mix)."""
+    from .audio import PASST_SR, VARIANTS
+
+    spec = VARIANTS[variant]
+    out = {"passt_variant": variant, "passt_arch": spec["arch"], "passt_pretrained": bool(pretrained),
+           "sample_rate": PASST_SR, "window_s": spec["window_ms"] / 1000, "hop_s": spec["hop_ms"] / 1000}
+    if not pretrained:
+        out["random_seed"] = seed   # two random networks give unrelated logits
+    return out
+
+
+def folder_logits(folder, extractor, work_dir, shard_size: int = 16, progress: bool = True,
+                  settings: dict | None = None):
     """PaSST logits of every audio file under `folder`, resuming from shards in `work_dir`.
 
     Each file is read with audio.load_audio (mono, resampled to 32 kHz) and forwarded by the
     extractor with the corpus pipeline's windowing. Every `shard_size` files a shard is written
     (atomically), so an interrupted run resumes; a file changed since (size or time) is redone.
     Unreadable, corrupt, too short and non-audio files are reported by name and skipped.
+    `extractor`: a PasstLogitExtractor, or a function returning one (called only when some file
+    needs PaSST, so a finished folder costs no model build). `settings`: what the logits depend
+    on (default: passt_settings of the extractor), refused on resume if it changed.
     Returns (names, (n, 527) logits, skipped [{"file", "error"}]).
     """
     from .audio import MIN_SAMPLES, PASST_SR, AudioError, load_audio
@@ -408,7 +425,8 @@ def folder_logits(folder, extractor, work_dir, shard_size: int = 16, progress: b
         listed = f" (it holds {len(other)} other files, e.g. {other[:3]})" if other else " (it is empty)"
         raise ValueError(f"{folder}: no audio file to index{listed}; audio files end in "
                          f"{', '.join(AUDIO_EXTENSIONS[:5])}, ...")
-    settings = {k: v for k, v in extractor.describe().items() if k != "amp"}
+    if settings is None:
+        settings = passt_settings(extractor.variant, extractor.pretrained)
     _check_work_settings(work_dir, settings)   # refuse shards made by another PaSST
     done = _load_shards(work_dir)
     stamps = {name: _stamp(folder / name) for name in audio}
@@ -432,6 +450,8 @@ def folder_logits(folder, extractor, work_dir, shard_size: int = 16, progress: b
             names.append(name)
             waves.append(wave)
         if names:
+            if not hasattr(extractor, "logits"):
+                extractor = extractor()   # built on first use
             logits = extractor.logits(waves).astype(np.float32)
             _atomic_savez(work_dir / f"shard_{next_id:05d}.npz", names=np.array(names),
                           stamps=np.array([stamps[n] for n in names]), logits=logits)
@@ -492,7 +512,10 @@ def index_folder(folder, checkpoint, out, *, kind: str = "flat", params: dict | 
     The text model (for W_t, eq. 3-4, and later for the queries) and the PaSST variant come
     from the checkpoint's provenance when it records them; `text_model` / `passt_variant`
     are then only checked against it (a mismatch is refused, naming both). Logits are cached
-    in out/_work, so a second run resumes or adds new files only. Returns a summary dict.
+    in out/_work, so a second run resumes or adds new files only (PaSST is built only when
+    some file needs it). extractor: a ready PasstLogitExtractor (else one is built from
+    passt_variant / random_passt / device / batch_size / amp); seed: the random PaSST's seed
+    (recorded with the logits) and k-means'. Returns a summary dict.
     """
     from .audio import PasstLogitExtractor
     from .tags import encode_tag_names
@@ -509,15 +532,23 @@ def index_folder(folder, checkpoint, out, *, kind: str = "flat", params: dict | 
     variant = _pick("passt variant", prov.get("passt_variant"), passt_variant, default="10s")
     started = time.perf_counter()
     if extractor is None:
-        extractor = PasstLogitExtractor(variant, pretrained=not random_passt, device=device,
-                                        batch_size=batch_size, amp=amp, seed=seed if random_passt else None)
-    elif extractor.variant != variant:
-        raise QueryMismatch(f"the checkpoint was trained on PaSST {variant!r} logits, "
-                            f"the extractor is PaSST {extractor.variant!r}")
-    if prov.get("passt_pretrained") is True and not extractor.pretrained:
+        pretrained = not random_passt
+        extractor = lambda: PasstLogitExtractor(variant, pretrained=pretrained, device=device,  # noqa: E731
+                                                batch_size=batch_size, amp=amp,
+                                                seed=None if pretrained else seed)
+    else:
+        pretrained = extractor.pretrained
+        if extractor.variant != variant:
+            raise QueryMismatch(f"the checkpoint was trained on PaSST {variant!r} logits, "
+                                f"the extractor is PaSST {extractor.variant!r}")
+    if prov.get("passt_pretrained") is True and not pretrained:
         warnings.warn("random-weight PaSST with a checkpoint trained on pretrained PaSST logits: "
                       "the search results are meaningless (plumbing test only)")
-    names, logits, skipped = folder_logits(folder, extractor, out / _WORK, shard_size, progress)
+    if prov.get("synthetic") and pretrained:
+        warnings.warn("the checkpoint was trained on a synthetic corpus (simulated logits): train "
+                      "one on real data (chapter 6 with DATA = 'clotho') to search real sounds")
+    names, logits, skipped = folder_logits(folder, extractor, out / _WORK, shard_size, progress,
+                                           settings=passt_settings(variant, pretrained, seed))
     encoder = text_encoder if text_encoder is not None else TextEncoder(text_model, device=device)
     if canonical_text_model(encoder.model_name) != canonical_text_model(text_model):
         raise QueryMismatch(f"the checkpoint was trained with text model {text_model!r}, "
@@ -531,7 +562,7 @@ def index_folder(folder, checkpoint, out, *, kind: str = "flat", params: dict | 
     provenance = {
         "text_model": str(text_model),
         "passt_variant": variant,
-        "passt_pretrained": bool(extractor.pretrained),
+        "passt_pretrained": bool(pretrained),
         "checkpoint": {"file": checkpoint.name, "path": str(checkpoint.resolve()),
                        "sha256": file_sha256(checkpoint), "config": result.config.label(),
                        "provenance": prov},
@@ -539,7 +570,7 @@ def index_folder(folder, checkpoint, out, *, kind: str = "flat", params: dict | 
         "skipped": skipped,
         "library_version": __version__,
     }
-    if not extractor.pretrained:
+    if not pretrained:
         provenance["warning"] = "random-weight PaSST: the index is for plumbing tests only"
     index = AudioIndex.build(audio_emb, names, kind, params, provenance, seed=seed)
     index.save(out)
@@ -619,7 +650,7 @@ def grown_embeddings(result, logits, tag_emb, n: int, seed: int = 0, noise: floa
 
 __all__ = ["KINDS", "AUDIO_EXTENSIONS", "AudioIndex", "QueryMismatch", "build_faiss", "make_index",
            "default_params", "exact_top_k", "recall_at_k", "index_bytes", "measure_search", "list_audio",
-           "folder_logits", "embed_logits", "index_folder", "open_index", "search_folder_index",
+           "folder_logits", "passt_settings", "embed_logits", "index_folder", "open_index", "search_folder_index",
            "grow_logits", "grown_embeddings", "GROWN_NOTE", "canonical_text_model"]
 
 
