@@ -510,7 +510,7 @@ def train_naive(config: TrainConfig, corpus: Corpus, init_state: dict | TrainRes
     if init_state is not None:
         load_state_checked(model, _init_state(init_state, model, corpus),
                            ignore=("tag_emb",) if isinstance(model, AudioEncoder) else (),
-                           what="init_state")
+                           what="init state")
     model = model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
