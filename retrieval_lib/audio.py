@@ -17,7 +17,10 @@ Three pieces:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -51,19 +54,62 @@ class AudioError(ValueError):
 # Reading audio
 # ---------------------------------------------------------------------------------------------
 
+def wav_truncation(path) -> str | None:
+    """None for a complete file; for a WAV whose data chunk is shorter than its header says
+    (an interrupted copy or download), a sentence saying how much is missing.
+
+    libsndfile reads such a file silently as a shorter clip; only the header tells. Files
+    that are not RIFF/WAVE are not judged here (None).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos, block_align, rate = 12, None, None
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"fmt " and chunk_size >= 16:
+                _, _, rate, _, block_align = struct.unpack("<HHIIH", f.read(14))
+            if chunk_id == b"data":
+                available = size - (pos + 8)
+                if chunk_size in (0, 0xFFFFFFFF) or chunk_size <= available:
+                    return None         # complete, or a streamed header with no size
+                if block_align and rate:
+                    declared = chunk_size / block_align / rate
+                    held = available / block_align / rate
+                    return (f"the WAV header declares {declared:.2f} s of audio but the file holds "
+                            f"only {held:.2f} s (truncated copy or download?)")
+                return (f"the WAV header declares {chunk_size} bytes of audio but the file holds "
+                        f"only {available} (truncated copy or download?)")
+            pos += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
 def load_audio(path, target_sr: int = PASST_SR, resample: bool = True) -> np.ndarray:
     """Read an audio file as a 1-d float32 array at `target_sr`.
 
     Multichannel files are averaged to mono (PaSST takes one channel; Clotho is mono anyway).
     A file at another rate is resampled with torchaudio.functional.resample (bandlimited sinc),
-    or refused when resample=False. Missing, unreadable, empty or NaN-containing files raise
-    AudioError naming the file, so a bad clip is never silently turned into zeros.
+    or refused when resample=False. Missing, unreadable, truncated (a WAV holding less audio
+    than its header declares), empty or NaN-containing files raise AudioError naming the file,
+    so a bad clip is never silently turned into zeros or a shorter clip.
     """
     import soundfile as sf
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise AudioError(f"load_audio takes a file path, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
+    try:
+        truncated = wav_truncation(path)
+    except (OSError, struct.error) as err:
+        raise AudioError(f"{path}: cannot read the WAV header ({err})") from err
+    if truncated:
+        raise AudioError(f"{path}: {truncated}")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)   # (frames, channels)
     except Exception as err:  # libsndfile raises its own error types for corrupt files
@@ -87,10 +133,12 @@ def load_audio(path, target_sr: int = PASST_SR, resample: bool = True) -> np.nda
 # ---------------------------------------------------------------------------------------------
 
 def default_device() -> str:
+    """"cuda" when a GPU is available, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_passt(variant: str = "10s", pretrained: bool = True, device=None, seed: int | None = None):
+def build_passt(variant: str = "10s", pretrained: bool = True, device=None,
+                seed: int | None = None) -> torch.nn.Module:
     """PaSST wrapped by hear21passt's PasstBasicWrapper in "logits" mode, in eval mode.
 
     pretrained=True downloads the AudioSet weights from GitHub (cached by torch.hub);
@@ -140,7 +188,7 @@ def _quiet_hear21passt():
         yield
 
 
-def mel_spectrogram(waveform, model) -> np.ndarray:
+def mel_spectrogram(waveform, model: "torch.nn.Module | PasstLogitExtractor") -> np.ndarray:
     """The log-mel spectrogram PaSST sees, (128, n_frames), for a 1-d waveform at 32 kHz.
 
     `model` is a wrapper from build_passt or a PasstLogitExtractor. The pre-emphasis filter
@@ -157,8 +205,37 @@ def mel_spectrogram(waveform, model) -> np.ndarray:
 # Extraction
 # ---------------------------------------------------------------------------------------------
 
+def _as_float_wave(waveform, what: str) -> np.ndarray:
+    """A waveform as float32 in [-1, 1]: float input unchanged, integer PCM scaled by its
+    dtype's range (int16 / 32768, int32 / 2**31, uint8: (x - 128) / 128). Paths, strings and
+    other objects are refused with a message saying what was expected."""
+    if isinstance(waveform, (str, bytes, os.PathLike)):
+        raise ValueError(f"{what}: got a file path ({str(waveform)!r}), expected a waveform array; "
+                         "read the file first with load_audio(path)")
+    if isinstance(waveform, torch.Tensor):
+        waveform = waveform.detach().cpu().numpy()
+    arr = np.asarray(waveform)
+    if arr.dtype.kind in "US" or arr.dtype == object:
+        raise ValueError(f"{what}: expected a waveform of numbers, got an array of "
+                         f"{'strings (file paths?)' if arr.dtype.kind in 'US' else 'objects'}; "
+                         "read files with load_audio(path)")
+    if arr.dtype == bool:
+        raise ValueError(f"{what}: expected a waveform of numbers, got booleans")
+    if arr.dtype.kind == "i":
+        scale = float(2 ** (8 * arr.dtype.itemsize - 1))
+        return (arr.astype(np.float64) / scale).astype(np.float32)
+    if arr.dtype == np.uint8:
+        return ((arr.astype(np.float64) - 128.0) / 128.0).astype(np.float32)
+    if arr.dtype.kind == "u":
+        raise ValueError(f"{what}: unsigned {arr.dtype} audio has no standard scale; convert it "
+                         "to float in [-1, 1]")
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{what}: expected a real waveform, got complex numbers")
+    return arr.astype(np.float32, copy=False)
+
+
 def _as_clip(waveform, what) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
+    x = torch.as_tensor(_as_float_wave(waveform, what))
     if x.ndim != 1:
         raise ValueError(f"{what}: expected a 1-d mono waveform, got shape {tuple(x.shape)}")
     if x.numel() < MIN_SAMPLES:
@@ -197,6 +274,7 @@ class PasstLogitExtractor:
         if variant not in VARIANTS:
             raise ValueError(f"unknown PaSST variant {variant!r}; choose one of {sorted(VARIANTS)}")
         self.variant, self.pretrained = variant, bool(pretrained)
+        self.seed = seed
         if model is None:
             model = build_passt(variant, pretrained=pretrained, device=device, seed=seed)
         elif device is not None:
@@ -212,13 +290,31 @@ class PasstLogitExtractor:
         self.hop = int(model.scene_hop)
 
     def describe(self) -> dict:
-        """What produced the logits (for a corpus' provenance)."""
-        return {"passt_variant": self.variant, "passt_arch": VARIANTS[self.variant]["arch"],
-                "passt_pretrained": self.pretrained, "sample_rate": PASST_SR,
-                "windowing": {"window_s": self.window / PASST_SR, "hop_s": self.hop / PASST_SR,
-                              "pad": "reflect, half a window each side, clips longer than the window",
-                              "aggregation": "mean of pre-sigmoid window logits"},
-                "amp": self.amp and str(self.amp_dtype).replace("torch.", "")}
+        """What produced the logits (for a corpus' provenance and the pipeline's resume check).
+
+        A random-weight PaSST is also described by its seed and a fingerprint of its weights,
+        so shards of two random models are never mixed."""
+        out = {"passt_variant": self.variant, "passt_arch": VARIANTS[self.variant]["arch"],
+               "passt_pretrained": self.pretrained, "sample_rate": PASST_SR,
+               "windowing": {"window_s": self.window / PASST_SR, "hop_s": self.hop / PASST_SR,
+                             "pad": "reflect, half a window each side, clips longer than the window",
+                             "aggregation": "mean of pre-sigmoid window logits"},
+               "amp": self.amp and str(self.amp_dtype).replace("torch.", "")}
+        if not self.pretrained:
+            out["passt_seed"] = self.seed
+            out["passt_weights_sha1"] = self.weights_fingerprint()
+        return out
+
+    def weights_fingerprint(self) -> str:
+        """sha1 of the model's parameters (a short id of the exact weights)."""
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha1()
+            with torch.no_grad():
+                for name, p in self.model.state_dict().items():
+                    h.update(name.encode())
+                    h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     def n_windows(self, n_samples: int) -> int:
         """Forward passes a clip of n_samples costs (1 if it fits the model window)."""
@@ -245,8 +341,15 @@ class PasstLogitExtractor:
         return padded.unfold(0, self.window, self.hop)   # a view: no copy of the clip
 
     def logits(self, waveforms, progress: bool | None = None) -> np.ndarray:
-        """(n, 527) float32 pre-sigmoid logits of 1-d float waveforms at 32 kHz."""
-        if isinstance(waveforms, np.ndarray) and waveforms.ndim == 1:
+        """(n, 527) float32 pre-sigmoid logits of 1-d waveforms at 32 kHz.
+
+        Float waveforms are used as they are (PaSST expects [-1, 1]); integer PCM (int16, ...)
+        is scaled by its dtype's range. Paths are refused: read files with load_audio.
+        """
+        if isinstance(waveforms, (str, bytes, os.PathLike)):
+            raise ValueError(f"logits() takes a list of waveforms, got a path ({str(waveforms)!r}); "
+                             "read files with load_audio(path)")
+        if isinstance(waveforms, (np.ndarray, torch.Tensor)) and waveforms.ndim == 1:
             raise ValueError("logits() takes a list of waveforms, not a single waveform")
         clips = [_as_clip(w, f"clip {i}") for i, w in enumerate(waveforms)]
         n = len(clips)
@@ -316,4 +419,4 @@ def windows_per_clip(seconds: float, variant: str = "10s") -> int:
 
 
 __all__ = ["AudioError", "PASST_SR", "VARIANTS", "build_passt", "load_audio", "mel_spectrogram",
-           "PasstLogitExtractor", "windows_per_clip", "default_device"]
+           "PasstLogitExtractor", "windows_per_clip", "default_device", "wav_truncation"]

@@ -48,23 +48,43 @@ def _atomic_savez(path: Path, **arrays) -> None:
 
 
 def load_shards(work_dir: Path) -> dict:
-    """{clip name: (527,) logits} from every finished shard of a split."""
+    """{clip name: (527,) logits} from every finished shard of a split.
+
+    An unreadable shard raises ValueError naming it (delete it: its clips are redone)."""
     done = {}
     for shard in sorted(Path(work_dir).glob("shard_*.npz")):
-        with np.load(shard) as z:
-            for name, row in zip(z["names"].tolist(), z["logits"]):
-                done[name] = row
+        try:
+            with np.load(shard) as z:
+                for name, row in zip(z["names"].tolist(), z["logits"]):
+                    done[name] = row
+        except Exception as err:     # BadZipFile, EOFError, KeyError, ...
+            raise ValueError(f"{shard}: unreadable shard ({type(err).__name__}: {err}); delete it "
+                             "and run again (only its clips are recomputed)") from err
     return done
 
 
+def _next_shard_id(work_dir: Path) -> int:
+    """1 + the highest shard number present (0 when none): never the number of an existing
+    shard, even after one was deleted (counting files would reuse a number)."""
+    ids = []
+    for p in Path(work_dir).glob("shard_*.npz"):
+        suffix = p.stem.split("_", 1)[1]
+        if suffix.isdigit():
+            ids.append(int(suffix))
+    return max(ids, default=-1) + 1
+
+
 def _check_work_settings(work_root: Path, settings: dict) -> None:
-    """Refuse to mix shards made with another PaSST (variant, weights) into one corpus."""
+    """Refuse to mix shards made with another PaSST (variant, weights, and for a random
+    PaSST its seed and weight fingerprint) into one corpus; the message names both sides."""
     path = work_root / "settings.json"
     if path.exists():
         old = json.loads(path.read_text())
         if old != settings:
+            diff = "; ".join(f"{k}: shards {old.get(k)!r} vs this run {settings.get(k)!r}"
+                             for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k))
             raise ValueError(f"{work_root} holds logits extracted with {old}, but this run uses "
-                             f"{settings}; use another --cache-dir or delete {work_root}")
+                             f"{settings} ({diff}); use another --cache-dir or delete {work_root}")
     else:
         work_root.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings, indent=2))
@@ -85,7 +105,7 @@ def extract_split(split: str, folder: Path, names, extractor, work_dir: Path, sh
         from tqdm.auto import tqdm
         bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=f"PaSST logits ({split})",
                    unit="clip")
-    next_id = len(list(work_dir.glob("shard_*.npz")))
+    next_id = _next_shard_id(work_dir)
     for s in range(0, len(todo), shard_size):
         chunk_names, waves = [], []
         for name in todo[s:s + shard_size]:

@@ -137,3 +137,122 @@ def test_20s_variant_builds_and_extracts():
     assert ex.window == 20 * SR and ex.n_windows(17 * SR) == 1 and ex.n_windows(25 * SR) == 6
     out = ex.logits([np.zeros(2 * SR, np.float32), 0.1 * np.ones(SR, np.float32)])
     assert out.shape == (2, 527) and np.isfinite(out).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile inputs: integer PCM, paths instead of waveforms, truncated WAVs
+# ---------------------------------------------------------------------------------------------
+
+def test_integer_pcm_is_scaled_by_its_dtype_range():
+    f = audio._as_float_wave
+    np.testing.assert_array_equal(f(np.array([-32768, 0, 16384], np.int16), "x"), [-1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(f(np.array([-2 ** 31, 2 ** 30], np.int32), "x"), [-1.0, 0.5])
+    np.testing.assert_array_equal(f(np.array([0, 128, 192], np.uint8), "x"), [-1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(f(torch.tensor([-16384], dtype=torch.int16), "x"), [-0.5])
+    x = np.array([0.25, -0.5], np.float64)
+    np.testing.assert_array_equal(f(x, "x"), x.astype(np.float32))     # floats unchanged
+    with pytest.raises(ValueError, match="clip 3: unsigned uint16"):
+        f(np.array([1, 2], np.uint16), "clip 3")
+
+
+def test_int16_clip_gives_the_logits_of_its_float_version(passt):
+    ex = PasstLogitExtractor(model=passt, pretrained=False)
+    pcm = (np.random.default_rng(2).standard_normal(SR) * 3000).astype(np.int16)
+    got = ex.logits([pcm])
+    want = ex.logits([pcm.astype(np.float32) / 32768])
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    # unscaled (the old behaviour) is far away: the test can tell the difference
+    assert np.abs(ex.logits([pcm.astype(np.float32)]) - want).max() > 0.1
+
+
+def test_paths_where_waveforms_are_expected_are_explained(passt, tmp_path):
+    ex = PasstLogitExtractor(model=passt, pretrained=False)
+    with pytest.raises(ValueError, match="clip 0: got a file path.*load_audio"):
+        ex.logits([str(tmp_path / "a.wav")])
+    with pytest.raises(ValueError, match="clip 1: got a file path"):
+        ex.logits([np.zeros(SR, np.float32), tmp_path / "b.wav"])
+    with pytest.raises(ValueError, match="got a path.*load_audio"):
+        ex.logits(str(tmp_path / "a.wav"))
+    with pytest.raises(ValueError, match="strings"):
+        ex.logits([np.array(["a.wav", "b.wav"])])
+    with pytest.raises(AudioError, match="file path, got ndarray"):
+        load_audio(np.zeros(10))
+
+
+def _truncated_wav(path, declared_s=2.0, held_s=0.5):
+    x = (0.1 * np.random.default_rng(0).standard_normal(int(declared_s * SR))).astype(np.float32)
+    sf.write(path, x, SR, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[:44 + int(held_s * SR) * 2])     # 44-byte header, 2 bytes a sample
+    return path
+
+
+def test_truncated_wav_is_refused_naming_the_file(tmp_path):
+    path = _truncated_wav(tmp_path / "cut.wav")
+    assert sf.read(path)[0].shape == (SR // 2,)        # libsndfile alone reads it silently
+    with pytest.raises(AudioError, match=r"cut\.wav: the WAV header declares 2\.00 s .* only 0\.50 s"):
+        load_audio(path)
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.zeros(SR, np.float32), SR, subtype="PCM_16")
+    assert audio.wav_truncation(whole) is None and load_audio(whole).shape == (SR,)
+
+
+class _StubExtractor:
+    pretrained, variant = False, "10s"
+
+    def __init__(self):
+        self.seen = 0
+
+    def logits(self, waves):
+        self.seen += len(waves)
+        return np.stack([np.full(527, float(len(w)), np.float32) for w in waves])
+
+
+def test_pipeline_treats_a_truncated_wav_like_a_corrupt_file(tmp_path):
+    from retrieval_lib.pipeline import extract_split
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    sf.write(folder / "good.wav", np.zeros(SR, np.float32), SR)
+    _truncated_wav(folder / "cut.wav")
+    with pytest.warns(UserWarning, match="cut.wav"):
+        done, skipped = extract_split("train", folder, ["good.wav", "cut.wav"], _StubExtractor(),
+                                      tmp_path / "work", progress=False)
+    assert set(done) == {"good.wav"}
+    assert [s["file"] for s in skipped] == ["cut.wav"] and "declares 2.00 s" in skipped[0]["error"]
+    with pytest.raises(AudioError, match="strict.*cut.wav|cut.wav.*strict"):
+        extract_split("train", folder, ["cut.wav"], _StubExtractor(), tmp_path / "work2",
+                      strict=True, progress=False)
+
+
+def test_shard_numbers_do_not_come_from_counting_files(tmp_path):
+    from retrieval_lib.pipeline import extract_split, load_shards
+    folder, work = tmp_path / "clips", tmp_path / "work"
+    folder.mkdir()
+    names = [f"c{i}.wav" for i in range(4)]
+    for i, n in enumerate(names):
+        sf.write(folder / n, np.zeros(SR + i * 1000, np.float32), SR)
+    extract_split("train", folder, names[:3], _StubExtractor(), work, shard_size=1, progress=False)
+    assert sorted(p.name for p in work.glob("shard_*.npz")) == \
+        ["shard_00000.npz", "shard_00001.npz", "shard_00002.npz"]
+    (work / "shard_00000.npz").unlink()              # a deleted shard: its clip is redone
+    ex = _StubExtractor()
+    done, _ = extract_split("train", folder, names, ex, work, shard_size=1, progress=False)
+    assert ex.seen == 2 and set(done) == set(names)   # c0 and c3, nothing else recomputed
+    # new shards got fresh numbers: nothing overwrote shard_00001 / shard_00002
+    assert sorted(p.name for p in work.glob("shard_*.npz")) == \
+        ["shard_00001.npz", "shard_00002.npz", "shard_00003.npz", "shard_00004.npz"]
+    assert set(load_shards(work)) == set(names)
+    (work / "shard_00004.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="shard_00004.npz: unreadable shard"):
+        load_shards(work)
+
+
+def test_resume_check_includes_the_random_passt_seed(passt, tmp_path):
+    from retrieval_lib.pipeline import _check_work_settings
+    a = PasstLogitExtractor(model=passt, pretrained=False, seed=0).describe()
+    b = PasstLogitExtractor(model=passt, pretrained=False, seed=1).describe()
+    assert a["passt_seed"] == 0 and len(a["passt_weights_sha1"]) == 40
+    _check_work_settings(tmp_path, a)
+    _check_work_settings(tmp_path, a)                 # same settings: resumes
+    with pytest.raises(ValueError, match="passt_seed: shards 0 vs this run 1"):
+        _check_work_settings(tmp_path, b)
