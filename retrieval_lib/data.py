@@ -11,14 +11,48 @@ On-disk format (a directory), written by Corpus.save and read by Corpus.load:
     {split}.npz            logits (n_clips, 527) f32, text_emb (n_captions, d) f32,
                            caption_clip (n_captions,) int64
     {split}.json           {"clip_names": [...], "captions": [...]}
+    checksums.json         sha256 of every file above except corpus.json
+
+Saving is safe against interruption: corpus.json (the "complete" mark) is removed first, every
+file is written under a temporary name and renamed into place, checksums.json and corpus.json
+come last. Loading checks every file against checksums.json, so a corpus mixed from two saves
+or a truncated file is refused with the file's name instead of loading silently.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+CHECKSUMS = "checksums.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    """write(file object) into a temporary sibling, then rename over `path` (atomic on POSIX)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 SPLITS = ("train", "val", "test")
 
@@ -63,7 +97,10 @@ class RetrievalSplit:
             raise ValueError(f"{where}: {len(self.captions)} captions for {self.n_captions} embeddings")
 
     def subset(self, n_clips: int, name: str | None = None) -> "RetrievalSplit":
-        """The first n_clips clips and their captions (for quick runs)."""
+        """The first n_clips clips and their captions (for quick runs); n_clips >= 1 (a larger
+        number than the split holds keeps every clip)."""
+        if isinstance(n_clips, bool) or not isinstance(n_clips, numbers.Integral) or n_clips < 1:
+            raise ValueError(f"subset needs a number of clips >= 1, got {n_clips!r}")
         keep = self.caption_clip < n_clips
         return RetrievalSplit(
             name or self.name, self.logits[:n_clips], self.text_emb[keep], self.caption_clip[keep],
@@ -71,22 +108,32 @@ class RetrievalSplit:
             [c for c, k in zip(self.captions, keep) if k] if self.captions else [])
 
     def save(self, directory: Path) -> None:
+        """Write {name}.npz and {name}.json into `directory`, each atomically."""
         directory = Path(directory)
-        np.savez(directory / f"{self.name}.npz", logits=self.logits, text_emb=self.text_emb,
-                 caption_clip=self.caption_clip)
-        (directory / f"{self.name}.json").write_text(
-            json.dumps({"clip_names": list(self.clip_names), "captions": list(self.captions)}))
+        _atomic_write(directory / f"{self.name}.npz", lambda f: np.savez(
+            f, logits=self.logits, text_emb=self.text_emb, caption_clip=self.caption_clip))
+        meta = json.dumps({"clip_names": list(self.clip_names), "captions": list(self.captions)})
+        _atomic_write(directory / f"{self.name}.json", lambda f: f.write(meta.encode()))
 
     @classmethod
     def load(cls, directory: Path, name: str) -> "RetrievalSplit":
+        """Read split `name` from `directory`; an unreadable file raises ValueError naming it."""
         directory = Path(directory)
         path = directory / f"{name}.npz"
         if not path.exists():
             raise FileNotFoundError(f"no split {name!r} in {directory} (missing {path.name})")
-        with np.load(path) as z:
-            arrays = {k: z[k] for k in ("logits", "text_emb", "caption_clip")}
+        try:
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in ("logits", "text_emb", "caption_clip")}
+        except Exception as err:     # BadZipFile, EOFError, KeyError (missing array), ...
+            raise ValueError(f"{path}: cannot read the split ({type(err).__name__}: {err}); the file "
+                             "is truncated or corrupt: rebuild the corpus") from err
         meta_path = directory / f"{name}.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        try:
+            meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{meta_path}: not valid JSON ({err}); the file is truncated or "
+                             "corrupt: rebuild the corpus") from err
         return cls(name, **arrays, clip_names=meta.get("clip_names", []),
                    captions=meta.get("captions", []))
 
@@ -112,30 +159,65 @@ class Corpus:
 
     @property
     def is_synthetic(self) -> bool:
+        """True for the generated corpus (provenance source "synthetic")."""
         return self.provenance.get("source") == "synthetic"
 
     @property
     def dim(self) -> int:
+        """Size d of the text (and tag) embeddings."""
         return self.tag_emb.shape[1]
 
-    def splits(self):
+    def splits(self) -> tuple:
+        """(train, val, test)."""
         return (self.train, self.val, self.test)
 
     def save(self, directory) -> Path:
+        """Write the corpus into `directory`, safe against interruption (see the module doc)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        np.save(directory / "tag_emb.npy", self.tag_emb)
+        # corpus.json marks a complete corpus: gone while the files change
+        for stale in ("corpus.json", CHECKSUMS):
+            (directory / stale).unlink(missing_ok=True)
+        _atomic_write(directory / "tag_emb.npy", lambda f: np.save(f, self.tag_emb))
         for split in self.splits():
             split.save(directory)
-        # written last: its presence marks a complete corpus
-        (directory / "corpus.json").write_text(json.dumps(self.provenance, indent=2))
+        names = ["tag_emb.npy"] + [f"{s.name}{ext}" for s in self.splits() for ext in (".npz", ".json")]
+        sums = json.dumps({n: _sha256(directory / n) for n in names}, indent=2)
+        _atomic_write(directory / CHECKSUMS, lambda f: f.write(sums.encode()))
+        prov = json.dumps(self.provenance, indent=2)
+        _atomic_write(directory / "corpus.json", lambda f: f.write(prov.encode()))   # last
         return directory
 
     @classmethod
     def load(cls, directory) -> "Corpus":
+        """Read a corpus saved by Corpus.save, checking every file against checksums.json
+        (corpora saved before checksums existed load without the check)."""
         directory = Path(directory)
         if not (directory / "corpus.json").exists():
             raise FileNotFoundError(f"{directory} holds no complete corpus (no corpus.json)")
-        provenance = json.loads((directory / "corpus.json").read_text())
+        try:
+            provenance = json.loads((directory / "corpus.json").read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{directory / 'corpus.json'}: not valid JSON ({err})") from err
+        sums_path = directory / CHECKSUMS
+        if sums_path.exists():
+            try:
+                sums = json.loads(sums_path.read_text())
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ValueError(f"{sums_path}: not valid JSON ({err})") from err
+            for name, want in sums.items():
+                path = directory / name
+                if not path.exists():
+                    raise FileNotFoundError(f"{path}: missing, but listed in {CHECKSUMS}: the "
+                                            "corpus is incomplete; rebuild it")
+                if _sha256(path) != want:
+                    raise ValueError(f"{path}: its content differs from the corpus that was saved "
+                                     f"(sha256 mismatch with {CHECKSUMS}: truncated, or mixed from "
+                                     "two saves); rebuild the corpus")
         splits = [RetrievalSplit.load(directory, s) for s in SPLITS]
-        return cls(*splits, tag_emb=np.load(directory / "tag_emb.npy"), provenance=provenance)
+        tag_path = directory / "tag_emb.npy"
+        try:
+            tag_emb = np.load(tag_path)
+        except Exception as err:
+            raise ValueError(f"{tag_path}: cannot read W_t ({type(err).__name__}: {err})") from err
+        return cls(*splits, tag_emb=tag_emb, provenance=provenance)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -144,11 +145,11 @@ class SyntheticSpec:
     text_model: str = "sentence-transformers/all-mpnet-base-v2"
 
 
-def _label_index():
+def _label_index() -> dict:
     return {name: i for i, name in enumerate(AUDIOSET_LABELS)}
 
 
-def _event_tables():
+def _event_tables() -> dict:
     """Per event: class indices and strengths, confusion indices (validated against the labels)."""
     index = _label_index()
     table = {}
@@ -262,6 +263,7 @@ def make_synthetic_corpus(spec: SyntheticSpec = SyntheticSpec(), text_encoder=No
 
 
 def default_cache_dir() -> Path:
+    """$RETRIEVAL_LIB_CACHE, else ~/.cache/retrieval_lib."""
     return Path(os.environ.get("RETRIEVAL_LIB_CACHE", Path.home() / ".cache" / "retrieval_lib"))
 
 
@@ -271,10 +273,13 @@ def load_synthetic_corpus(spec: SyntheticSpec = SyntheticSpec(), cache_dir=None,
     and cached (a few seconds to a minute: the captions go through the sentence model)."""
     key = hashlib.sha1(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
     directory = Path(cache_dir or default_cache_dir()) / f"synthetic-{key}"
-    try:
-        return Corpus.load(directory)
-    except (FileNotFoundError, ValueError, OSError):
-        pass
+    if (directory / "corpus.json").exists():
+        try:
+            return Corpus.load(directory)
+        except (ValueError, OSError) as err:
+            # a truncated or mixed cache (checked by Corpus.load) is rebuilt, not left to
+            # break every later call
+            warnings.warn(f"rebuilding the synthetic corpus cache in {directory}: {err}")
     corpus = make_synthetic_corpus(spec, text_encoder)
     corpus.save(directory)
     return corpus

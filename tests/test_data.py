@@ -124,8 +124,8 @@ def test_save_load_roundtrip(tmp_path):
     out = c.save(tmp_path / "corpus")
     assert out == tmp_path / "corpus"
     names = {p.name for p in out.iterdir()}
-    assert names == {"corpus.json", "tag_emb.npy"} | {f"{s}.{ext}" for s in SPLITS
-                                                       for ext in ("npz", "json")}
+    assert names == {"corpus.json", "tag_emb.npy", "checksums.json"} | {f"{s}.{ext}" for s in SPLITS
+                                                                         for ext in ("npz", "json")}
     d = Corpus.load(out)
     assert d.provenance == c.provenance
     assert d.tag_emb.dtype == np.float32
@@ -180,8 +180,68 @@ def test_split_roundtrip_without_names_file(tmp_path):
 
 def test_load_validates_what_it_reads(tmp_path):
     make_corpus().save(tmp_path)
+    (tmp_path / "checksums.json").unlink()      # a corpus saved before checksums existed
     np.savez(tmp_path / "test.npz", logits=np.zeros((2, N_CLASSES), np.float32),
              text_emb=np.zeros((2, DIM), np.float32), caption_clip=np.array([0, 5]))
     (tmp_path / "test.json").write_text(json.dumps({"clip_names": [], "captions": []}))
     with pytest.raises(ValueError, match="out of range"):
         Corpus.load(tmp_path)
+
+
+# -- interrupted saves, truncated files, subsets ------------------------------------------------
+
+def test_interrupted_resave_leaves_no_loadable_mixture(tmp_path, monkeypatch):
+    a, b = make_corpus(), make_corpus()
+    b.train.logits[:] += 1.0
+    a.save(tmp_path)
+    calls = []
+
+    def crash_on_val(self, directory):
+        calls.append(self.name)
+        if self.name == "val":
+            raise KeyboardInterrupt("power cut")
+        original(self, directory)
+
+    original = RetrievalSplit.save
+    monkeypatch.setattr(RetrievalSplit, "save", crash_on_val)
+    with pytest.raises(KeyboardInterrupt):
+        b.save(tmp_path)
+    monkeypatch.undo()
+    assert calls == ["train", "val"]               # train.npz is already b's, val.npz still a's
+    with pytest.raises(FileNotFoundError, match="no complete corpus"):
+        Corpus.load(tmp_path)
+    assert not list(tmp_path.glob(".*tmp*"))       # no temporary file left behind
+    b.save(tmp_path)                               # a finished save loads again
+    np.testing.assert_array_equal(Corpus.load(tmp_path).train.logits, b.train.logits)
+
+
+def test_a_file_from_another_save_is_refused_by_name(tmp_path):
+    make_corpus().save(tmp_path / "a")
+    other = make_corpus()
+    other.val.logits[:] += 1.0
+    other.save(tmp_path / "b")
+    (tmp_path / "a" / "val.npz").write_bytes((tmp_path / "b" / "val.npz").read_bytes())
+    with pytest.raises(ValueError, match=r"val\.npz: its content differs.*mixed from two saves"):
+        Corpus.load(tmp_path / "a")
+
+
+@pytest.mark.parametrize("with_checksums", [True, False])
+def test_truncated_npz_names_the_file(tmp_path, with_checksums):
+    make_corpus().save(tmp_path)
+    if not with_checksums:
+        (tmp_path / "checksums.json").unlink()
+    data = (tmp_path / "train.npz").read_bytes()
+    (tmp_path / "train.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"train\.npz: .*(truncated|differs)"):
+        Corpus.load(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [-1, 0, 1.5, True, "2"])
+def test_subset_refuses_bad_counts(bad):
+    with pytest.raises(ValueError, match="subset needs a number of clips >= 1"):
+        make_split("train").subset(bad)
+
+
+def test_subset_counts_clips_from_the_start():
+    s = make_split("train")
+    assert s.subset(1).n_clips == 1 and s.subset(10 ** 6).n_clips == s.n_clips

@@ -94,3 +94,21 @@ def test_hard_enough_for_the_paper_comparisons(corpus):
     assert trained > tags_only + 0.05
     # and not trivially easy: the relevant clip is often missed
     assert trained < 0.9
+
+
+def test_truncated_cache_is_detected_and_rebuilt(tmp_path, text_encoder):
+    tiny = SyntheticSpec(n_train=4, n_val=3, n_test=3, seed=5)
+    first = load_synthetic_corpus(tiny, tmp_path, text_encoder)
+    (cached,) = tmp_path.glob("synthetic-*")
+    data = (cached / "test.npz").read_bytes()
+    (cached / "test.npz").write_bytes(data[:100])          # an interrupted copy
+    with pytest.raises(ValueError, match="test.npz"):
+        Corpus.load(cached)
+    with pytest.warns(UserWarning, match="rebuilding the synthetic corpus cache.*test.npz"):
+        again = load_synthetic_corpus(tiny, tmp_path, text_encoder)
+    np.testing.assert_array_equal(again.test.text_emb, first.test.text_emb)
+    # the rebuilt cache is whole again: the next call loads it without a warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_synthetic_corpus(tiny, tmp_path, text_encoder)
