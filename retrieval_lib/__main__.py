@@ -68,6 +68,12 @@ def main(argv=None) -> int:
         from .archive import run_cli_command as run_archive_command
         return run_archive_command(args)
     if args.command == "pipeline":
+        from .text import check_text_model   # a typo fails now, not after PaSST and hub retries
+        try:
+            check_text_model(args.text_model)
+        except ValueError as err:
+            print(f"python -m retrieval_lib pipeline: error: --text-model: {err}", file=sys.stderr)
+            return 2
         from .pipeline import run_pipeline   # heavy imports only once the arguments are valid
         out = run_pipeline(args.data_dir, args.cache_dir, download=args.download,
                            text_model=args.text_model, passt_variant=args.passt_variant,

@@ -2,6 +2,8 @@
 per-caption ranks, and top-k search results."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -43,8 +45,13 @@ def caption_ranks(scores, split: RetrievalSplit) -> np.ndarray:
 
 
 def top_k(query_scores, split: RetrievalSplit, k: int = 10) -> list[dict]:
-    """The k best clips for one query's scores (n_clips,): rank, clip name, score, a caption."""
+    """The k best clips (k >= 1; fewer when the split has fewer clips) for one query's scores
+    (n_clips,): rank, clip name, score, a reference caption."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
     query_scores = torch.as_tensor(query_scores, dtype=torch.float32).flatten()
+    if not torch.isfinite(query_scores).all():
+        raise ValueError("query_scores contain NaN or inf")
     if query_scores.shape[0] != split.n_clips:
         raise ValueError(f"expected {split.n_clips} scores (one per clip), got {query_scores.shape[0]}")
     order = torch.argsort(query_scores, descending=True)[:k].tolist()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import http.client
+import io
 import json
 import os
 import urllib.error
@@ -295,7 +296,14 @@ def read_captions_csv(path) -> list:
     if not path.is_file():
         raise FileNotFoundError(f"captions file not found: {path}")
     # utf-8-sig: a byte-order mark must not end up glued to the first column's name
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:   # e.g. a CSV re-saved as Latin-1 by a spreadsheet
+        line = raw[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {raw[err.start]:#04x}: "
+                         f"{err.reason}); Clotho's CSVs are UTF-8: re-save the file as UTF-8") from err
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         missing = [c for c in CAPTION_COLUMNS if c not in header]

