@@ -184,6 +184,10 @@ def download_file(url: str, dest, known: str | None, progress: bool = True, time
             finally:
                 if bar is not None:
                     bar.close()
+            # http.client returns a short body without an error when the connection drops
+            if total is not None and part.stat().st_size < total:
+                raise RuntimeError(f"download of {url} was interrupted after {part.stat().st_size} "
+                                   f"of {total} bytes; call again to resume from {part.name}")
     if known:
         algorithm, value = known.split(":", 1)
         got = file_hash(part, algorithm)

@@ -1,0 +1,223 @@
+"""Rehearsal of the real-data path, with only the network boundary replaced.
+
+What is real here: the library's download code (HTTP, Range resume, checksums, 7z extraction),
+hear21passt's pretrained-weights loading (a random-weight PaSST-S state dict under the release's
+file name in a temporary TORCH_HOME; torch.hub finds it instead of downloading), the genuine
+all-mpnet-base-v2 from the hub cache laid out by scripts/setup_env.sh, the pipeline, the
+embedding-cache archive, and every chapter of the book executed with DATA = "clotho".
+What stands in: a LocalServer on 127.0.0.1 plays Zenodo (and the archive host), serving a tiny
+Clotho-shaped release whose file names hold spaces, commas, quotes and non-ASCII letters
+(tests/rehearsal_support.py). No test here reaches beyond 127.0.0.1.
+
+The chapters: each one in _toc.yml is executed with nbclient after a cell injected right after
+its `parameters` cell (DATA = "clotho", the folders, PASST_BATCH / AUTOCAST / DEVICE, and small
+settings so the whole rehearsal stays within minutes). No code-cell output of a real-data run may
+contain the word "synthetic", except the lines matched by SYNTHETIC_ALLOWED (documented there).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rehearsal_support import AWKWARD_NAMES, LocalServer, install_random_passt_checkpoint, \
+    make_clotho_release
+
+from retrieval_lib import archive, clotho
+from retrieval_lib.sources import load_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+SPLITS = ("development", "validation", "evaluation")
+
+pytestmark = pytest.mark.slow
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: release, server, TORCH_HOME with the PaSST checkpoint, environment
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory):
+    # 10 s clips (one PaSST window each) and every 4th clip 11 s (5 windows: the windowing path)
+    return make_clotho_release(tmp_path_factory.mktemp("zenodo"), long_every=4)
+
+
+@pytest.fixture(scope="session")
+def server(release):
+    with LocalServer(release["files"], lifetime=1200) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def real_env(tmp_path_factory, release, server):
+    """TORCH_HOME with the checkpoint; Zenodo URL and checksums pointing at the local server."""
+    torch_home = tmp_path_factory.mktemp("torch_home")
+    install_random_passt_checkpoint(torch_home)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(torch_home))
+        mp.setenv(clotho.URL_ENV, server.url)
+        mp.setenv(clotho.CHECKSUMS_ENV, str(release["checksums_json"]))
+        yield {"torch_home": torch_home}
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory, real_env, server):
+    """The first real-path run: download + extraction + PaSST (pretrained path) + MPNet."""
+    root = tmp_path_factory.mktemp("real")
+    before = server.count()
+    start = time.time()
+    corpus = load_corpus("clotho", clotho_dir=root / "clotho", cache_dir=root / "cache",
+                         passt_batch_size=4, autocast="fp32", device="cpu", progress=False)
+    return {"root": root, "corpus": corpus, "requests": server.count() - before,
+            "seconds": time.time() - start}
+
+
+# ---------------------------------------------------------------------------------------------
+# Download: counted requests, interruption and resume, restart, interrupted extraction
+# ---------------------------------------------------------------------------------------------
+
+def test_interrupted_download_resumes_with_a_range_request(tmp_path, release, server):
+    name = "clotho_audio_validation.7z"
+    size = release["files"][name].stat().st_size
+    server.cut[name] = size // 3
+    n0 = len(server.requests)
+    with pytest.raises(RuntimeError, match="interrupted after .* call again to resume"):
+        clotho.download_clotho(tmp_path, splits=("validation",), base_url=server.url,
+                               checksums=release["checksums"], progress=False)
+    assert not (tmp_path / name).exists()                       # nothing that looks complete
+    assert (tmp_path / f".{name}.part").stat().st_size == size // 3
+    clotho.download_clotho(tmp_path, splits=("validation",), base_url=server.url,
+                           checksums=release["checksums"], progress=False)
+    new = server.requests[n0:]
+    assert [n for _, n, _ in new] == ["clotho_captions_validation.csv", name, name]
+    assert new[-1][2] == f"bytes={size // 3}-"                  # only the missing bytes
+    assert not (tmp_path / f".{name}.part").exists()
+    assert sorted(p.name for p in (tmp_path / "validation").iterdir()) == sorted(release["clips"]["validation"])
+    # a third call: everything is there, zero requests
+    n1 = len(server.requests)
+    clotho.download_clotho(tmp_path, splits=("validation",), base_url=server.url,
+                           checksums=release["checksums"], progress=False)
+    assert len(server.requests) == n1
+
+
+def test_server_ignoring_range_restarts_cleanly(tmp_path, release, server):
+    name = "clotho_audio_evaluation.7z"
+    size = release["files"][name].stat().st_size
+    server.cut[name] = size // 2
+    with pytest.raises(RuntimeError, match="interrupted"):
+        clotho.download_file(server.url + name, tmp_path / name, release["checksums"][name], progress=False)
+    server.ignore_range = True
+    try:
+        clotho.download_file(server.url + name, tmp_path / name, release["checksums"][name], progress=False)
+    finally:
+        server.ignore_range = False
+    assert (tmp_path / name).read_bytes() == release["files"][name].read_bytes()
+
+
+def test_wrong_checksum_deletes_the_download(tmp_path, release, server):
+    name = "clotho_captions_evaluation.csv"
+    with pytest.raises(ValueError, match="md5 is .* expected 0{32}; the file was deleted"):
+        clotho.download_file(server.url + name, tmp_path / name, "md5:" + "0" * 32, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_extraction_leaves_nothing_and_restarts(tmp_path, release, server, monkeypatch):
+    import py7zr
+
+    original = py7zr.SevenZipFile.extractall
+
+    def extract_then_die(self, path=None, **kw):
+        original(self, path=path, **kw)       # files written ...
+        raise KeyboardInterrupt               # ... then the runtime is interrupted
+
+    monkeypatch.setattr(py7zr.SevenZipFile, "extractall", extract_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        clotho.download_clotho(tmp_path, splits=("evaluation",), base_url=server.url,
+                               checksums=release["checksums"], progress=False)
+    assert not (tmp_path / "evaluation").exists()
+    assert not list(tmp_path.glob(".*extracting"))
+    monkeypatch.setattr(py7zr.SevenZipFile, "extractall", original)
+    n0 = len(server.requests)
+    clotho.download_clotho(tmp_path, splits=("evaluation",), base_url=server.url,
+                           checksums=release["checksums"], progress=False)
+    assert len(server.requests) == n0          # the archive was kept: no new download
+    assert sorted(p.name for p in (tmp_path / "evaluation").iterdir()) == sorted(release["clips"]["evaluation"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The real path end to end: first run, second run, archive round trip, provenance refusal
+# ---------------------------------------------------------------------------------------------
+
+def test_first_run_downloads_each_file_once_and_builds_the_corpus(real_run, release):
+    corpus = real_run["corpus"]
+    assert real_run["requests"] == 6                 # 3 captions CSVs + 3 audio archives
+    p = corpus.provenance
+    assert p["source"] == "clotho" and not corpus.is_synthetic
+    assert p["passt_pretrained"] is True and p["passt_variant"] == "10s"
+    assert p["text_model"] == MPNET and corpus.dim == 768
+    assert corpus.train.clip_names == release["clips"]["development"]
+    assert set(corpus.train.clip_names) <= set(AWKWARD_NAMES)
+    assert (corpus.train.n_clips, corpus.val.n_clips, corpus.test.n_clips) == (8, 4, 4)
+    assert np.isfinite(corpus.train.logits).all() and p["skipped"] == {"train": [], "val": [], "test": []}
+    print(f"\nrehearsal: first real run {real_run['seconds']:.0f} s, {real_run['requests']} requests")
+
+
+def test_second_run_makes_no_request(real_run, server):
+    before = server.count()
+    again = load_corpus("clotho", clotho_dir=real_run["root"] / "clotho",
+                        cache_dir=real_run["root"] / "cache", progress=False)
+    assert server.count() == before
+    np.testing.assert_array_equal(again.test.logits, real_run["corpus"].test.logits)
+    # the raw copy alone is enough too: a fresh download_clotho call downloads nothing
+    clotho.download_clotho(real_run["root"] / "clotho", progress=False)
+    assert server.count() == before
+
+
+def test_pretrained_path_loaded_the_checkpoint_from_torch_home(real_env):
+    """build_passt(pretrained=True) equals the random net whose state dict is in TORCH_HOME."""
+    import torch
+
+    from retrieval_lib.audio import build_passt
+
+    model = build_passt("10s", pretrained=True, device="cpu")
+    saved = torch.load(real_env["torch_home"] / "hub" / "checkpoints" /
+                       "passt-s-f128-p16-s10-ap.476-swa.pt", weights_only=True)
+    name = "blocks.0.attn.qkv.weight"
+    assert torch.equal(model.net.state_dict()[name], saved[name])
+
+
+def test_archive_round_trip_over_http(real_run, tmp_path, server):
+    out = archive.export_cache(real_run["root"] / "cache", tmp_path / "export")
+    server.files[out["path"].name] = out["path"]
+    url = server.url + out["path"].name
+    before = server.count()
+    loaded = load_corpus("clotho", cache_dir=tmp_path / "elsewhere", archive=url,
+                         archive_sha256=out["sha256"], progress=False)
+    assert server.count() - before == 1
+    original = real_run["corpus"]
+    assert loaded.provenance == original.provenance
+    for a, b in zip(loaded.splits(), original.splits()):
+        np.testing.assert_array_equal(a.logits, b.logits)
+        np.testing.assert_array_equal(a.text_emb, b.text_emb)
+        assert a.clip_names == b.clip_names and a.captions == b.captions
+    again = load_corpus("clotho", cache_dir=tmp_path / "elsewhere", archive=url,
+                        archive_sha256=out["sha256"], progress=False)
+    assert server.count() - before == 1               # cached download, cache already imported
+    np.testing.assert_array_equal(again.tag_emb, original.tag_emb)
+
+
+def test_provenance_refusal_names_both(real_run, tmp_path, server):
+    out = archive.export_cache(real_run["root"] / "cache", tmp_path / "x.tar")
+    with pytest.raises(ValueError, match=r"text_model: cache has 'sentence-transformers/all-mpnet-base-v2', "
+                                         r"asked for 'offline'"):
+        load_corpus("clotho", cache_dir=tmp_path / "c", archive=out["path"], text_model="offline")
+    with pytest.raises(ValueError, match="passt_variant: cache has '10s', asked for '30s'"):
+        load_corpus("clotho", cache_dir=real_run["root"] / "cache", passt_variant="30s")
+    with pytest.raises(ValueError, match="passt_pretrained: cache has True, asked for False"):
+        load_corpus("clotho", cache_dir=real_run["root"] / "cache", passt_pretrained=False)
