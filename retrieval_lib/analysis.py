@@ -14,7 +14,8 @@ from .text import query_embedding
 
 
 @torch.no_grad()
-def pair_scores(audio_emb, split: RetrievalSplit, batch_size: int = 128, seed: int = 0) -> dict:
+def pair_scores(audio_emb: "torch.Tensor | np.ndarray", split: RetrievalSplit, batch_size: int = 128,
+                seed: int = 0) -> dict:
     """Scores of every caption with its clip (Pos), with an audio impostor (A imp) and with a
     caption impostor (Q imp), impostors drawn from minibatches exactly as in training (eq. 7).
 
@@ -39,12 +40,12 @@ def pair_scores(audio_emb, split: RetrievalSplit, batch_size: int = 128, seed: i
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 
-def caption_ranks(scores, split: RetrievalSplit) -> np.ndarray:
+def caption_ranks(scores: "torch.Tensor | np.ndarray", split: RetrievalSplit) -> np.ndarray:
     """1-based rank of each caption's clip (see metrics.ranks)."""
     return ranks(scores, split.caption_clip).numpy()
 
 
-def top_k(query_scores, split: RetrievalSplit, k: int = 10) -> list[dict]:
+def top_k(query_scores: "torch.Tensor | np.ndarray | list", split: RetrievalSplit, k: int = 10) -> list[dict]:
     """The k best clips (k >= 1; fewer when the split has fewer clips) for one query's scores
     (n_clips,): rank, clip name, score, a reference caption."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:

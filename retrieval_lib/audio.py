@@ -54,7 +54,7 @@ class AudioError(ValueError):
 # Reading audio
 # ---------------------------------------------------------------------------------------------
 
-def wav_truncation(path) -> str | None:
+def wav_truncation(path: "str | os.PathLike") -> str | None:
     """None for a complete file; for a WAV whose data chunk is shorter than its header says
     (an interrupted copy or download), a sentence saying how much is missing.
 
@@ -88,7 +88,7 @@ def wav_truncation(path) -> str | None:
     return None
 
 
-def load_audio(path, target_sr: int = PASST_SR, resample: bool = True) -> np.ndarray:
+def load_audio(path: "str | os.PathLike", target_sr: int = PASST_SR, resample: bool = True) -> np.ndarray:
     """Read an audio file as a 1-d float32 array at `target_sr`.
 
     Multichannel files are averaged to mono (PaSST takes one channel; Clotho is mono anyway).
@@ -137,7 +137,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_passt(variant: str = "10s", pretrained: bool = True, device=None,
+def build_passt(variant: str = "10s", pretrained: bool = True, device: "str | torch.device | None" = None,
                 seed: int | None = None) -> torch.nn.Module:
     """PaSST wrapped by hear21passt's PasstBasicWrapper in "logits" mode, in eval mode.
 
@@ -188,7 +188,8 @@ def _quiet_hear21passt():
         yield
 
 
-def mel_spectrogram(waveform, model: "torch.nn.Module | PasstLogitExtractor") -> np.ndarray:
+def mel_spectrogram(waveform: "np.ndarray | torch.Tensor",
+                    model: "torch.nn.Module | PasstLogitExtractor") -> np.ndarray:
     """The log-mel spectrogram PaSST sees, (128, n_frames), for a 1-d waveform at 32 kHz.
 
     `model` is a wrapper from build_passt or a PasstLogitExtractor. The pre-emphasis filter
@@ -340,7 +341,7 @@ class PasstLogitExtractor:
         padded = F.pad(clip.view(1, 1, -1), (pad, pad), mode="reflect").view(-1)
         return padded.unfold(0, self.window, self.hop)   # a view: no copy of the clip
 
-    def logits(self, waveforms, progress: bool | None = None) -> np.ndarray:
+    def logits(self, waveforms: "list[np.ndarray | torch.Tensor]", progress: bool | None = None) -> np.ndarray:
         """(n, 527) float32 pre-sigmoid logits of 1-d waveforms at 32 kHz.
 
         Float waveforms are used as they are (PaSST expects [-1, 1]); integer PCM (int16, ...)

@@ -74,13 +74,16 @@ class RetrievalSplit:
 
     @property
     def n_clips(self) -> int:
+        """Number of clips."""
         return self.logits.shape[0]
 
     @property
     def n_captions(self) -> int:
+        """Number of captions."""
         return self.text_emb.shape[0]
 
     def validate(self) -> None:
+        """Raise ValueError (naming the split) for bad shapes, indices, counts, NaN / inf."""
         where = f"split {self.name!r}"
         if self.logits.ndim != 2 or self.text_emb.ndim != 2:
             raise ValueError(f"{where}: logits and text_emb must be 2-d")
@@ -171,7 +174,7 @@ class Corpus:
         """(train, val, test)."""
         return (self.train, self.val, self.test)
 
-    def save(self, directory) -> Path:
+    def save(self, directory: "str | os.PathLike") -> Path:
         """Write the corpus into `directory`, safe against interruption (see the module doc)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -189,7 +192,7 @@ class Corpus:
         return directory
 
     @classmethod
-    def load(cls, directory) -> "Corpus":
+    def load(cls, directory: "str | os.PathLike") -> "Corpus":
         """Read a corpus saved by Corpus.save, checking every file against checksums.json
         (corpora saved before checksums existed load without the check)."""
         directory = Path(directory)

@@ -26,6 +26,7 @@ single-tensor path, so torch >= 2.1 suffices.
 from __future__ import annotations
 
 import math
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -114,10 +115,11 @@ def _chunk_cost(configs: list, chunk: list) -> float:
     return 0.01 * c.epochs if c.lam == 0.0 else len(chunk) * c.epochs
 
 
-def train_models(configs, corpus: Corpus, init_states=None, track_test: bool = False,
+def train_models(configs: "Iterable[TrainConfig]", corpus: Corpus,
+                 init_states: "Sequence[dict | TrainResult | None] | None" = None, track_test: bool = False,
                  progress: bool = True, max_group: int = 64, workers: int = 1,
                  num_threads: int | None = None, precision: str = "fp32",
-                 device=None) -> list[TrainResult]:
+                 device: "str | torch.device | None" = None) -> list[TrainResult]:
     """Train every configuration in `configs`; returns one TrainResult per config, in order.
 
     Configurations that share norm, batch size, epochs and scheduler settings are trained
@@ -195,7 +197,8 @@ def train_models(configs, corpus: Corpus, init_states=None, track_test: bool = F
 
 
 def train_model(config: TrainConfig, corpus: Corpus, init_state: dict | TrainResult | None = None,
-                track_test: bool = False, progress: bool = False, device=None) -> TrainResult:
+                track_test: bool = False, progress: bool = False,
+                device: "str | torch.device | None" = None) -> TrainResult:
     """Train one model with the fast trainer (see train_models)."""
     return train_models([config], corpus, [init_state], track_test, progress, device=device)[0]
 

@@ -9,10 +9,14 @@ with S^p = a_i.t_i, S_a^n = a_j.t_i, S_q^n = a_i.t_k (dot products of unit vecto
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 
-def sample_impostors(clip_ids: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_impostors(clip_ids: torch.Tensor,
+                     generator: "torch.Generator | Sequence[torch.Generator] | None" = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each position of `clip_ids` (..., B), a uniform index of another clip in its batch.
 
     generator: one torch.Generator, or a sequence of K generators for clip_ids (K, B), row k
@@ -53,7 +57,8 @@ def hinge_sum(pos: torch.Tensor, audio_neg: torch.Tensor, text_neg: torch.Tensor
     return terms.sum(-1) / n
 
 
-def triplet_loss(audio_emb: torch.Tensor, text_emb: torch.Tensor, clip_ids, margin: float = 0.4,
+def triplet_loss(audio_emb: torch.Tensor, text_emb: torch.Tensor, clip_ids: "torch.Tensor | Sequence[int]",
+                 margin: float = 0.4,
                  generator: torch.Generator | None = None,
                  return_scores: bool = False) -> "torch.Tensor | tuple[torch.Tensor, dict]":
     """Eq. 7 for one minibatch.

@@ -39,7 +39,7 @@ def _as_index(target) -> torch.Tensor:
     return t.to(torch.long)
 
 
-def ranks(scores, target) -> torch.Tensor:
+def ranks(scores: "torch.Tensor | np.ndarray", target: "torch.Tensor | np.ndarray | list") -> torch.Tensor:
     """1-based rank of each caption's relevant clip; scores (n_captions, n_clips).
 
     target: the relevant clip of each caption (integers; whole-number floats accepted).
@@ -81,7 +81,7 @@ def metrics_from_ranks(rank: torch.Tensor) -> dict:
     return out
 
 
-def retrieval_metrics(scores, target) -> dict:
+def retrieval_metrics(scores: "torch.Tensor | np.ndarray", target: "torch.Tensor | np.ndarray | list") -> dict:
     """{"mAP@10", "R@1", "R@5", "R@10"} for scores (n_captions, n_clips) and target (n_captions,).
 
     Accepts numpy arrays and torch tensors. Raises ValueError for an empty score matrix (no
@@ -106,7 +106,8 @@ def chance_metrics(n_clips: int) -> dict:
     return out
 
 
-def score(text_emb, audio_emb, query: bool = True) -> torch.Tensor:
+def score(text_emb: "torch.Tensor | np.ndarray", audio_emb: "torch.Tensor | np.ndarray",
+          query: bool = True) -> torch.Tensor:
     """Retrieval scores (n_text, n_audio): cosine similarity of every caption with every clip.
 
     text_emb: (n_text, d) sentence embeddings e_s (TextEncoder.encode); eq. 1's query

@@ -78,7 +78,7 @@ class AudioEncoder(nn.Module):
         """Eq. 2: e_a = l2-norm(Linear(Norm(e_l)))."""
         return F.normalize(self.linear(self.norm(logits)), dim=-1)
 
-    def forward(self, logits, tag_vec: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, logits: "torch.Tensor | np.ndarray", tag_vec: torch.Tensor | None = None) -> torch.Tensor:
         """logits (n, in_dim) -> (n, out_dim) unit-norm audio embeddings.
 
         Logits of another dtype (float64, float16, integers) are converted to the weights'
@@ -104,7 +104,8 @@ class AudioEncoder(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
-def load_state_checked(model: nn.Module, state: dict, ignore=(), what: str = "checkpoint") -> nn.Module:
+def load_state_checked(model: nn.Module, state: dict, ignore: "tuple[str, ...]" = (),
+                       what: str = "checkpoint") -> nn.Module:
     """Load `state` into `model` strictly: the same tensor names and shapes, finite values.
 
     Names in `ignore` may be absent from `state` (AudioEncoder's W_t buffer, which comes from

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import csv
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:          # for the annotation only: importing text here is not needed
+    from .text import TextEncoder
 
 N_TAGS = 527
 
@@ -77,6 +81,6 @@ def fuse(audio_emb: torch.Tensor, tag_vec: torch.Tensor, lam: "float | torch.Ten
     return F.normalize(lam * audio_emb + (1 - lam) * tag_vec, dim=-1)
 
 
-def encode_tag_names(text_encoder, labels: tuple = AUDIOSET_LABELS) -> np.ndarray:
+def encode_tag_names(text_encoder: "TextEncoder", labels: tuple = AUDIOSET_LABELS) -> np.ndarray:
     """W_t: sentence embeddings of the tag names, cleaned and encoded like the captions."""
     return text_encoder.encode(list(labels))

@@ -23,7 +23,7 @@ _PUNCT = re.compile("[" + re.escape(string.punctuation.replace("-", "")) + "]")
 _SPACES = re.compile(r"\s+")
 
 
-def clean_caption(caption) -> str:
+def clean_caption(caption: str) -> str:
     """Clean a caption as the paper's code did: dashes become spaces, punctuation goes.
 
     Raises ValueError for non-strings and for captions with no word left (no letter or
@@ -162,7 +162,7 @@ class TextEncoder:
         return emb.astype(np.float32)
 
 
-def query_embedding(sentence_emb) -> torch.Tensor:
+def query_embedding(sentence_emb: "np.ndarray | torch.Tensor") -> torch.Tensor:
     """Eq. 1: e_q = l2-norm(LayerNorm(e_s)), LayerNorm without learnable gain and bias.
 
     The paper found the affine LayerNorm over-fitted slightly, so the text side has no

@@ -36,7 +36,7 @@ import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -133,7 +133,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.scheduler must be True or False, got {self.scheduler!r}")
         self.scheduler = bool(self.scheduler)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with some fields changed (validated like a new config)."""
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
@@ -149,7 +149,7 @@ class TrainConfig:
 # What a checkpoint belongs to
 # ---------------------------------------------------------------------------------------------
 
-def resolve_device(device=None) -> torch.device:
+def resolve_device(device: "str | torch.device | None" = None) -> torch.device:
     """None -> "cuda" when available, else "cpu"; a named CUDA device must exist."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -270,7 +270,7 @@ class TrainResult:
         """True when the weights are those of the paper's AudioEncoder."""
         return self.architecture.get("class") == "AudioEncoder"
 
-    def build_model(self, tag_emb=None, in_dim: int | None = None,
+    def build_model(self, tag_emb: "np.ndarray | torch.Tensor | None" = None, in_dim: int | None = None,
                     model: nn.Module | None = None) -> nn.Module:
         """The trained model in eval mode, its weights loaded strictly.
 
@@ -304,20 +304,23 @@ class TrainResult:
         return model.eval()
 
     @torch.no_grad()
-    def embed_audio(self, split: RetrievalSplit, tag_emb=None, model: nn.Module | None = None,
-                    device=None) -> torch.Tensor:
+    def embed_audio(self, split: RetrievalSplit, tag_emb: "np.ndarray | torch.Tensor | None" = None,
+                    model: nn.Module | None = None,
+                    device: "str | torch.device | None" = None) -> torch.Tensor:
         """Audio embeddings (n_clips, d) of a split's clips, on the CPU."""
         dev = resolve_device(device if device is not None else "cpu")
         net = self.build_model(tag_emb, model=model).to(dev)
         return net(torch.from_numpy(split.logits).to(dev)).float().cpu()
 
-    def scores(self, split: RetrievalSplit, tag_emb=None, model: nn.Module | None = None,
-               device=None) -> torch.Tensor:
+    def scores(self, split: RetrievalSplit, tag_emb: "np.ndarray | torch.Tensor | None" = None,
+               model: nn.Module | None = None,
+               device: "str | torch.device | None" = None) -> torch.Tensor:
         """(n_captions, n_clips) scores: `metrics.score` of the captions and the clips."""
         return score(split.text_emb, self.embed_audio(split, tag_emb, model, device))
 
-    def evaluate(self, split: RetrievalSplit, tag_emb=None, model: nn.Module | None = None,
-                 device=None) -> dict:
+    def evaluate(self, split: RetrievalSplit, tag_emb: "np.ndarray | torch.Tensor | None" = None,
+                 model: nn.Module | None = None,
+                 device: "str | torch.device | None" = None) -> dict:
         """{"mAP@10", "R@1", "R@5", "R@10"} on a split."""
         return retrieval_metrics(self.scores(split, tag_emb, model, device), split.caption_clip)
 
@@ -325,7 +328,7 @@ class TrainResult:
         """Refuse (ValueError naming both sides) a corpus this model was not trained for."""
         check_provenance(self.provenance, corpus)
 
-    def save(self, path) -> Path:
+    def save(self, path: "str | os.PathLike") -> Path:
         """Write a checkpoint (atomically): weights, config, history, architecture, provenance."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,7 +342,7 @@ class TrainResult:
         return path
 
     @classmethod
-    def load(cls, path, corpus: Corpus | None = None) -> "TrainResult":
+    def load(cls, path: "str | os.PathLike", corpus: Corpus | None = None) -> "TrainResult":
         """Read a checkpoint strictly; with `corpus`, also refuse one trained on other
         embeddings (text model, PaSST variant, sizes, synthetic vs real)."""
         path = Path(path)
@@ -373,7 +376,7 @@ class TrainResult:
         return result
 
 
-def ensemble_scores(score_list) -> torch.Tensor:
+def ensemble_scores(score_list: "Sequence[torch.Tensor | np.ndarray]") -> torch.Tensor:
     """Score-level ensemble (paper section 3.3): the mean of the models' score matrices."""
     score_list = [torch.as_tensor(s) for s in score_list]
     if not score_list:
@@ -383,7 +386,7 @@ def ensemble_scores(score_list) -> torch.Tensor:
     return torch.stack(score_list).mean(0)
 
 
-def stream_seed(seeds) -> int:
+def stream_seed(seeds: "Iterable[int]") -> int:
     """Seed of a model's data stream (batch order, impostors), derived from its config seed."""
     seeds = [int(s) for s in seeds]
     return int(np.random.SeedSequence([len(seeds), *seeds]).generate_state(1)[0])
@@ -394,7 +397,7 @@ def stream_seed(seeds) -> int:
 VAL_IMPOSTOR_SEED = 20220901
 
 
-def check_inputs(corpus: Corpus, configs) -> None:
+def check_inputs(corpus: Corpus, configs: "Sequence[TrainConfig]") -> None:
     """Refuse a corpus / config list no trainer can use (empty splits, one clip, ...)."""
     if not isinstance(corpus, Corpus):
         raise ValueError(f"corpus must be a data.Corpus, got {type(corpus).__name__}")
@@ -475,7 +478,7 @@ def _probe(model: nn.Module, logits: torch.Tensor, d: int) -> None:
 def train_naive(config: TrainConfig, corpus: Corpus, init_state: dict | TrainResult | None = None,
                 track_test: bool = False, progress: bool = False, *,
                 model: nn.Module | None = None, loss_fn: Callable | None = None,
-                device=None) -> TrainResult:
+                device: "str | torch.device | None" = None) -> TrainResult:
     """Train one model with a plain PyTorch loop (the readable reference).
 
     config: batch size, epochs, Adam's lr, the plateau scheduler, selection, seed, margin
@@ -599,8 +602,10 @@ def _naive_val_loss(model: nn.Module, val: RetrievalSplit, config: TrainConfig,
 # Grids, tables, saving
 # ---------------------------------------------------------------------------------------------
 
-def paper_ablation_configs(seeds=range(5), base: TrainConfig | None = None,
-                           lams=None, margins=None, norms=NORMS) -> list[TrainConfig]:
+def paper_ablation_configs(seeds: "Iterable[int]" = range(5), base: TrainConfig | None = None,
+                           lams: "Iterable[float] | None" = None,
+                           margins: "Iterable[float] | None" = None,
+                           norms: "Iterable[str]" = NORMS) -> list[TrainConfig]:
     """The paper's ablation grid (sections 4.1-4.3), every point with each seed.
 
     lambda in 0, 0.1, ..., 1 (Fig. 3), margin eta in 0.1, ..., 1.0 (section 4.2) and the three
@@ -623,7 +628,7 @@ def paper_ablation_configs(seeds=range(5), base: TrainConfig | None = None,
     return out
 
 
-def results_table(results, corpus: Corpus, split: str = "test") -> "list[dict]":
+def results_table(results: "Iterable[TrainResult]", corpus: Corpus, split: str = "test") -> "list[dict]":
     """One row per result: its config and its metrics on `split` (for pandas.DataFrame).
 
     Each result is first checked against the corpus (`TrainResult.check_corpus`)."""
@@ -638,7 +643,7 @@ def results_table(results, corpus: Corpus, split: str = "test") -> "list[dict]":
     return rows
 
 
-def save_results(results, directory) -> Path:
+def save_results(results: "Iterable[TrainResult]", directory: "str | os.PathLike") -> Path:
     """Save several results as checkpoints plus an index.json (for the pipeline)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
