@@ -90,8 +90,9 @@ def _check_work_settings(work_root: Path, settings: dict) -> None:
         path.write_text(json.dumps(settings, indent=2))
 
 
-def extract_split(split: str, folder: Path, names, extractor, work_dir: Path, shard_size: int = 128,
-                  strict: bool = False, progress: bool = True):
+def extract_split(split: str, folder: Path, names: "list[str]", extractor: "PasstLogitExtractor",
+                  work_dir: Path, shard_size: int = 128, strict: bool = False,
+                  progress: bool = True) -> "tuple[dict, list[dict]]":
     """PaSST logits of a split's clips, resuming from the shards already in work_dir.
 
     Returns ({clip name: logits}, [{"file": ..., "error": ...} for skipped clips]).
