@@ -6,6 +6,7 @@
 # only downloads when the cache is missing or wrong.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup_book_assets.sh   # MathJax for offline pages, chromium for the browser test
 PY=${PYTHON:-python3}
 stamp=.venv/.requirements.sha1
 want=$(sha1sum requirements.txt pyproject.toml | sha1sum | cut -c1-40)
