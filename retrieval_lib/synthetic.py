@@ -19,12 +19,16 @@ import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
 
 from .data import Corpus, RetrievalSplit
 from .tags import AUDIOSET_LABELS, N_TAGS
+
+if TYPE_CHECKING:
+    from .text import TextEncoder
 
 SYNTHETIC_NOTE = ("Synthetic data: simulated PaSST logits and template captions, not Clotho. "
                   "Numbers show the method's behaviour, not the paper's results.")
@@ -230,7 +234,7 @@ def _simulate_split(rng, n_clips: int, n_captions: int, popularity: np.ndarray, 
     return logits, captions, np.asarray(caption_clip), names
 
 
-def make_synthetic_corpus(spec: SyntheticSpec = SyntheticSpec(), text_encoder=None,
+def make_synthetic_corpus(spec: SyntheticSpec = SyntheticSpec(), text_encoder: "TextEncoder | None" = None,
                           show_progress: bool = False) -> Corpus:
     """Generate the corpus and encode its captions and the 527 tag names with a real model."""
     from .tags import encode_tag_names
@@ -267,8 +271,8 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("RETRIEVAL_LIB_CACHE", Path.home() / ".cache" / "retrieval_lib"))
 
 
-def load_synthetic_corpus(spec: SyntheticSpec = SyntheticSpec(), cache_dir=None,
-                          text_encoder=None) -> Corpus:
+def load_synthetic_corpus(spec: SyntheticSpec = SyntheticSpec(), cache_dir: "str | os.PathLike | None" = None,
+                          text_encoder: "TextEncoder | None" = None) -> Corpus:
     """The synthetic corpus for `spec`: loaded from the cache when built before, else built
     and cached (a few seconds to a minute: the captions go through the sentence model)."""
     key = hashlib.sha1(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
