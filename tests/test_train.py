@@ -550,3 +550,14 @@ def test_top_level_exports():
         assert getattr(rl, name) is not None
     with pytest.raises(AttributeError):
         rl.not_a_name
+
+
+def test_checkpoints_of_the_previous_format_still_load(corpus, tmp_path):
+    res = train_model(TrainConfig(epochs=1, batch_size=32), corpus)
+    from dataclasses import asdict
+    torch.save({"config": asdict(res.config), "state_dict": res.state_dict, "history": res.history,
+                "best_epoch": res.best_epoch}, tmp_path / "old.pt")     # format 1: no architecture
+    back = TrainResult.load(tmp_path / "old.pt", corpus=corpus)
+    assert back.architecture["class"] == "AudioEncoder" and back.architecture["norm"] == "layer"
+    assert back.provenance == {}
+    assert torch.equal(back.scores(corpus.test, corpus.tag_emb), res.scores(corpus.test, corpus.tag_emb))
