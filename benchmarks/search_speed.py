@@ -107,6 +107,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check that it runs")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
+    parser.add_argument("--reuse", default=None,
+                        help="folder caching the prepared collection and queries (.npy): a rerun "
+                             "skips the corpus, the training and the growth")
     args = parser.parse_args(argv)
     if args.smoke:
         args.n, args.dim, args.queries = min(args.n, 5000), 0, min(args.queries, 50)
@@ -124,7 +127,23 @@ def main(argv=None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, faiss {faiss.__version__}, load average {load_before}")
     t0 = time.perf_counter()
-    audio_emb, queries, desc = load_inputs(args)
+    cached = [os.path.join(args.reuse, f) for f in ("audio_emb.npy", "queries.npy", "desc.json")] \
+        if args.reuse else None
+    if cached and all(os.path.exists(f) for f in cached):
+        audio_emb, queries = np.load(cached[0]), np.load(cached[1])
+        with open(cached[2]) as f:
+            desc = json.load(f)
+        if (desc["n_clips"], desc["n_queries"]) != (args.n, args.queries):
+            raise SystemExit(f"{args.reuse} holds {desc['n_clips']} clips / {desc['n_queries']} queries, "
+                             f"not {args.n} / {args.queries}: use another --reuse folder")
+    else:
+        audio_emb, queries, desc = load_inputs(args)
+        if cached:
+            os.makedirs(args.reuse, exist_ok=True)
+            np.save(cached[0], audio_emb)
+            np.save(cached[1], queries)
+            with open(cached[2], "w") as f:
+                json.dump(desc, f)
     print(f"collection: {desc['n_clips']:,} x {desc['dim']} float32 ({GROWN_NOTE}; from "
           f"{desc['source_clips']} {desc['corpus']} clips, text model {desc['text_model']}, "
           f"{desc['native_dim']}-d" + (f" lifted isometrically to {desc['dim']}-d" if desc["lifted"] else "")
