@@ -545,8 +545,8 @@ def index_folder(folder, checkpoint, out, *, kind: str = "flat", params: dict | 
         warnings.warn("random-weight PaSST with a checkpoint trained on pretrained PaSST logits: "
                       "the search results are meaningless (plumbing test only)")
     if prov.get("synthetic") and pretrained:
-        warnings.warn("the checkpoint was trained on a synthetic corpus (simulated logits): train "
-                      "one on real data (chapter 6 with DATA = 'clotho') to search real sounds")
+        warnings.warn("the checkpoint was trained on simulated logits, not on PaSST's: train one "
+                      "on real data (chapter 6 with DATA = 'clotho') to search real sounds")
     names, logits, skipped = folder_logits(folder, extractor, out / _WORK, shard_size, progress,
                                            settings=passt_settings(variant, pretrained, seed))
     encoder = text_encoder if text_encoder is not None else TextEncoder(text_model, device=device)
