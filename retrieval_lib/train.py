@@ -486,8 +486,10 @@ def train_naive(config: TrainConfig, corpus: Corpus, init_state: dict | TrainRes
     init_state: weights to start from (a state dict or a TrainResult), checked strictly.
     model: any nn.Module mapping PaSST logits (B, n_tags) to embeddings (B, d) (d = the
     captions' size); it should return unit-norm rows, since scores are dot products with the
-    unit-norm query embeddings. Default: the paper's AudioEncoder (config.norm, config.lam,
-    W_t from the corpus, initial weights drawn from config.seed).
+    unit-norm query embeddings. It is trained in place (and moved to `device`); seed its
+    initialisation yourself (e.g. torch.manual_seed before building it, on the CPU, so a CUDA
+    run starts from the same weights). Default: the paper's AudioEncoder (config.norm,
+    config.lam, W_t from the corpus, initial weights drawn from config.seed on a CPU generator).
     loss_fn: loss_fn(audio_emb, text_emb, clip_ids, margin=..., generator=...) -> scalar, the
     signature of loss.triplet_loss (the default, eq. 7); also used for the validation loss.
     device: "cpu", "cuda", ... (default: cuda when available). The batch order and the
