@@ -3,7 +3,7 @@
 # package registries only (called by scripts/setup_env.sh; a second run is instant):
 #
 # 1. MathJax 3 for offline math. The PyPI package django-static-mathjax ships MathJax's `es5`
-#    build (version 3.2.2); its files are unpacked into _static/mathjax (gitignored), which the
+#    build (version 3.2.2); its files are unpacked into _offline/mathjax (gitignored), which the
 #    book build copies to _build/html/_static/mathjax (_config.yml: mathjax_path). Without it the
 #    pages load MathJax from a CDN and, offline, every formula shows as raw \( ... \).
 # 2. Debian's `chromium`, the headless browser that tests/test_browser.py drives through
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 MATHJAX_PACKAGE="django-static-mathjax==3.2.2.1"
 MATHJAX_WHEEL_SHA256=05ad109fd9e5d9d380c76389689b7f523e9ccb7f7a85c1eb962c7564eac7601d
-dest=_static/mathjax
+dest=_offline/mathjax
 
 if [ "$(cat "$dest/.package" 2>/dev/null)" != "$MATHJAX_PACKAGE" ] || [ ! -f "$dest/tex-chtml.js" ]; then
   echo "setup_book_assets: MathJax 3 from $MATHJAX_PACKAGE into $dest"
@@ -36,7 +36,7 @@ with zipfile.ZipFile(wheel) as z:
             target.write_bytes(z.read(name))
 EOF
   echo "$MATHJAX_PACKAGE" > "$tmp/es5/.package"
-  mkdir -p _static
+  mkdir -p _offline
   rm -rf "$dest"
   mv "$tmp/es5" "$dest"   # whole folder at once: an interrupted run leaves no half copy
 fi

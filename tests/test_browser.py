@@ -113,6 +113,7 @@ def check_page(browser, url: str, screenshot: Path | None = None) -> list[str]:
             if r.status >= 400 and r.url.startswith(origin) else None)
     try:
         page.goto(url, wait_until="load", timeout=60_000)
+        page.wait_for_load_state("networkidle", timeout=30_000)
         math = page.evaluate(MATHJAX_DONE_JS)
         if math["errors"]:
             problems.append(f"MathJax reports {math['errors']} TeX error(s)")
@@ -131,8 +132,10 @@ def check_page(browser, url: str, screenshot: Path | None = None) -> list[str]:
 
 
 def _pages(html: Path) -> list[Path]:
+    """Every page of the build, except redirect stubs (a meta refresh to the real page)."""
     return sorted(p for p in html.rglob("*.html")
-                  if not {"_static", "_sources", "_images"} & set(p.relative_to(html).parts))
+                  if not {"_static", "_sources", "_images"} & set(p.relative_to(html).parts)
+                  and not re.search(r'http-equiv="refresh"', p.read_text(encoding="utf-8")[:2000], re.I))
 
 
 def test_every_page_reads_offline(site, browser):
