@@ -205,3 +205,45 @@ def install_random_passt_checkpoint(torch_home, seed: int = 0) -> Path:
     torch.save(net.state_dict(), tmp)
     tmp.replace(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny AudioCaps folder (official CSV layout, several clip naming schemes, one clip missing)
+# ---------------------------------------------------------------------------------------------
+
+def write_audiocaps_csv(path, rows, columns=None):
+    from retrieval_lib.audiocaps import COLUMNS
+    columns = columns or COLUMNS
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        w.writerows(rows)
+
+
+def _ac_tone(path, freq, seconds=1.0, sr=44100):
+    import soundfile as sf
+    t = np.arange(int(sr * seconds)) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
+
+
+def make_tiny_audiocaps(root, missing_val_clip=True):
+    """train: 3 clips x 1 caption; val and test: 2 clips x 5 captions; several naming schemes."""
+    cap_id = iter(range(1000, 2000))
+    plan = {"train": [("yt_train0", "30"), ("yt-train1", "0"), ("yt_train2", "12.5")],
+            "val": [("yt_val0", "10"), ("yt_val1", "20")],
+            "test": [("yt_test0", "0"), ("yt_test1", "40")]}
+    names = {"train": ["{yt}_{start}.wav", "Y{yt}.wav", "{yt}_{start}.flac"],
+             "val": ["{yt}_{start}.wav", "{id}.wav"], "test": ["{yt}.wav", "{yt}_{start}.wav"]}
+    for split, clips in plan.items():
+        folder = root / split
+        folder.mkdir(parents=True)
+        rows = []
+        for i, (yt, start) in enumerate(clips):
+            ids = [next(cap_id) for _ in range(1 if split == "train" else 5)]
+            rows += [(k, yt, start, f"sound number {i} of {split}, caption {j}") for j, k in enumerate(ids)]
+            if split == "val" and i == 1 and missing_val_clip:
+                continue            # its video is gone: no audio
+            name = names[split][i].format(yt=yt, start=start, id=ids[0])
+            _ac_tone(folder / name, 200.0 * (i + 1) + 50 * len(split))
+        write_audiocaps_csv(root / f"{split}.csv", rows)
+    return root

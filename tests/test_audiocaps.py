@@ -1,49 +1,13 @@
 """Real AudioCaps from a user folder (retrieval_lib.audiocaps), on a generated tiny folder:
 official CSV layout, the clip names download tools use, missing clips, clear errors."""
-import csv
-
 import numpy as np
 import pytest
-import soundfile as sf
 
-from retrieval_lib.audiocaps import COLUMNS, load_audiocaps, read_captions
+from rehearsal_support import make_tiny_audiocaps, write_audiocaps_csv
+
+from retrieval_lib.audiocaps import load_audiocaps, read_captions
 
 pytestmark = pytest.mark.slow   # one random PaSST build + a few short forward passes
-
-
-def _write_csv(path, rows, columns=COLUMNS):
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        w.writerows(rows)
-
-
-def _tone(path, freq, seconds=1.0, sr=44100):
-    t = np.arange(int(sr * seconds)) / sr
-    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
-
-
-def make_tiny_audiocaps(root, missing_val_clip=True):
-    """train: 3 clips x 1 caption; val and test: 2 clips x 5 captions; several naming schemes."""
-    cap_id = iter(range(1000, 2000))
-    plan = {"train": [("yt_train0", "30"), ("yt-train1", "0"), ("yt_train2", "12.5")],
-            "val": [("yt_val0", "10"), ("yt_val1", "20")],
-            "test": [("yt_test0", "0"), ("yt_test1", "40")]}
-    names = {"train": ["{yt}_{start}.wav", "Y{yt}.wav", "{yt}_{start}.flac"],
-             "val": ["{yt}_{start}.wav", "{id}.wav"], "test": ["{yt}.wav", "{yt}_{start}.wav"]}
-    for split, clips in plan.items():
-        folder = root / split
-        folder.mkdir(parents=True)
-        rows = []
-        for i, (yt, start) in enumerate(clips):
-            ids = [next(cap_id) for _ in range(1 if split == "train" else 5)]
-            rows += [(k, yt, start, f"sound number {i} of {split}, caption {j}") for j, k in enumerate(ids)]
-            if split == "val" and i == 1 and missing_val_clip:
-                continue            # its video is gone: no audio
-            name = names[split][i].format(yt=yt, start=start, id=ids[0])
-            _tone(folder / name, 200.0 * (i + 1) + 50 * len(split))
-        _write_csv(root / f"{split}.csv", rows)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +57,10 @@ def test_clear_errors_for_missing_csv_column_and_audio(tmp_path, text_encoder, e
     (root / "test.csv").unlink()
     with pytest.raises(FileNotFoundError, match="test.csv .*audiocap_id, youtube_id, start_time, caption"):
         load_audiocaps(root, tmp_path / "c1", extractor=extractor, text_encoder=text_encoder)
-    _write_csv(root / "test.csv", [("1", "x", "0")], columns=("audiocap_id", "youtube_id", "start_time"))
+    write_audiocaps_csv(root / "test.csv", [("1", "x", "0")], columns=("audiocap_id", "youtube_id", "start_time"))
     with pytest.raises(ValueError, match=r"missing column\(s\) \['caption'\]"):
         load_audiocaps(root, tmp_path / "c2", extractor=extractor, text_encoder=text_encoder)
-    _write_csv(root / "test.csv", [("1", "gone", "0", "a dog barks")])
+    write_audiocaps_csv(root / "test.csv", [("1", "gone", "0", "a dog barks")])
     with pytest.raises(FileNotFoundError, match="AudioCaps test: none of the 1 clips .*gone_0.wav"):
         load_audiocaps(root, tmp_path / "c3", extractor=extractor, text_encoder=text_encoder)
     with pytest.raises(FileNotFoundError, match="AudioCaps folder not found"):
