@@ -62,16 +62,24 @@ def default_nlist(n: int) -> int:
     return int(max(1, min(nlist, n // 39 or 1)))
 
 
+def default_nprobe(nlist: int) -> int:
+    """Buckets scanned per query: 1/64 of them, at least 16 (or all when there are fewer)."""
+    return int(min(nlist, max(16, nlist // 64)))
+
+
 def default_params(kind: str, n: int, d: int) -> dict:
-    """Build and search settings of each kind (the benchmark measured these on 10^6 clips)."""
+    """Build and search settings of each kind (chosen from the measurements of chapter 10 and
+    benchmarks/search_speed.py on grown collections of 2 x 10^5 and 10^6 clips)."""
     if kind == "flat":
         return {}
     if kind == "ivf":
-        return {"nlist": default_nlist(n), "nprobe": 32}
+        # recall@10 ~0.95-0.97 with text queries on the grown collections of chapter 10
+        return {"nlist": default_nlist(n), "nprobe": default_nprobe(default_nlist(n))}
     if kind == "ivfpq":
         m = next(m for m in (d // 8, d // 4, d // 2, d, 1) if m >= 1 and d % m == 0)
         # 8-bit codebooks need ~10^4 training points; smaller collections get 4-bit ones
-        return {"nlist": default_nlist(n), "nprobe": 32, "m": m, "nbits": 8 if n >= 10_000 else 4,
+        return {"nlist": default_nlist(n), "nprobe": default_nprobe(default_nlist(n)), "m": m,
+                "nbits": 8 if n >= 10_000 else 4,
                 "k_factor": 8, "refine": "flat"}
     if kind == "hnsw":
         return {"M": 32, "ef_construction": 80, "ef_search": 128}
@@ -117,7 +125,8 @@ def build_faiss(audio_emb: np.ndarray, kind: str = "flat", params: dict | None =
                 train_size: int | None = None, seed: int = 0, chunk: int = 100_000):
     """Train (when the kind needs it) and fill an index with (n, d) float32 embeddings.
 
-    IVF kinds train k-means on a random sample of at most 64 points per bucket (`train_size`).
+    IVF kinds train k-means (10 iterations) on a random sample of at most 32 points per bucket
+    (`train_size`): enough for buckets, and half the cost of FAISS's usual 64.
     Returns (index, params actually used).
     """
     faiss = _faiss()
@@ -127,12 +136,12 @@ def build_faiss(audio_emb: np.ndarray, kind: str = "flat", params: dict | None =
     n, d = x.shape
     index, p = make_index(kind, d, n, params)
     if not index.is_trained:
-        size = min(n, train_size or 64 * int(p["nlist"]))
+        size = min(n, train_size or 32 * int(p["nlist"]))
         sample = x if size == n else x[np.sort(np.random.default_rng(seed).choice(n, size, replace=False))]
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.niter = int(p.get("kmeans_iters", 10))
         ivf.cp.seed = seed
-        ivf.cp.max_points_per_centroid = 64
+        ivf.cp.max_points_per_centroid = max(64, -(-size // int(p["nlist"])))
         index.train(sample)
     for s in range(0, n, chunk):   # chunks bound the temporary memory of HNSW / PQ encoding
         index.add(x[s:s + chunk])
