@@ -16,6 +16,7 @@ TABLE1_DEVTEST = {
 # Table 1, DCASE 2022 evaluation set (no public ground truth: nobody can re-score it)
 TABLE1_EVAL = {
     "Challenge baseline":  {"mAP@10": 0.061, "R@1": 0.026, "R@5": 0.102, "R@10": 0.176},
+    "CNN-transformer [5]": {"mAP@10": 0.251, "R@1": 0.153, "R@5": 0.387, "R@10": 0.504},
     "PaSST-MPnet":         {"mAP@10": 0.212, "R@1": 0.124, "R@5": 0.319, "R@10": 0.448},
     "PaSST-MPnet-tags":    {"mAP@10": 0.214, "R@1": 0.128, "R@5": 0.332, "R@10": 0.445},
     "PaSST-MPnet-tags-AC": {"mAP@10": 0.213, "R@1": 0.125, "R@5": 0.322, "R@10": 0.454},
