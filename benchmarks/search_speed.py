@@ -103,6 +103,10 @@ def main(argv=None) -> int:
     parser.add_argument("--nlist", type=int, default=None, help="IVF buckets (default ~4 sqrt(n))")
     parser.add_argument("--hnsw", action="store_true", help="also build HNSW (slow on 2 cores)")
     parser.add_argument("--no-pq", action="store_true", help="skip IVF-PQ")
+    parser.add_argument("--k-factors", default="8,32",
+                        help="IVF-PQ: candidates re-ranked exactly, as multiples of k (swept)")
+    parser.add_argument("--skip", default="",
+                        help="comma list of methods to leave out of a rerun: numpy, faiss-flat, ivf")
     parser.add_argument("--text-model", default=None, help="synthetic corpus text model (default: its spec's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: a check that it runs")
@@ -165,23 +169,26 @@ def main(argv=None) -> int:
     _, exact_idx = exact_top_k(queries, audio_emb, k)
     m["recall@%d" % k] = 1.0
     report({"method": "exact: torch matmul + topk", "build_s": 0.0, "bytes/clip": raw_bytes, **m})
+    skip = set(filter(None, args.skip.split(",")))
     np_fn = lambda q, kk: numpy_top_k(q, audio_emb, kk)
-    report({"method": "exact: numpy matmul + argpartition", "build_s": 0.0, "bytes/clip": raw_bytes,
-            **measure_search(np_fn, queries, exact_idx, k, single)})
+    if "numpy" not in skip:
+            report({"method": "exact: numpy matmul + argpartition", "build_s": 0.0, "bytes/clip": raw_bytes,
+                **measure_search(np_fn, queries, exact_idx, k, single)})
     exact_qps = {"batch": max(r["queries/s (batch)"] for r in rows),
                  "single": max(r["queries/s (single)"] for r in rows)}
 
-    t0 = time.perf_counter()
-    index, _ = build_faiss(audio_emb, "flat")
-    build_s = time.perf_counter() - t0
-    report({"method": "FAISS flat (exact)", "build_s": build_s, "bytes/clip": index_bytes(index) / len(audio_emb),
-            **measure_search(index.search, queries, exact_idx, k, single)})
-    del index
-    gc.collect()
+    if "faiss-flat" not in skip:
+        t0 = time.perf_counter()
+        index, _ = build_faiss(audio_emb, "flat")
+        build_s = time.perf_counter() - t0
+        report({"method": "FAISS flat (exact)", "build_s": build_s, "bytes/clip": index_bytes(index) / len(audio_emb),
+                **measure_search(index.search, queries, exact_idx, k, single)})
+        del index
+        gc.collect()
 
     nlist = args.nlist or default_nlist(len(audio_emb))
     nprobes = [int(x) for x in args.nprobes.split(",") if int(x) <= nlist]
-    kinds = [("ivf", {"nlist": nlist, "nprobe": nprobes[0]})]
+    kinds = [] if "ivf" in skip else [("ivf", {"nlist": nlist, "nprobe": nprobes[0]})]
     if not args.no_pq:
         pq = default_params("ivfpq", *audio_emb.shape)   # d/8 sub-vectors of 8 bits, exact re-rank
         kinds.append(("ivfpq", {**pq, "nlist": nlist, "nprobe": nprobes[0]}))
@@ -190,13 +197,15 @@ def main(argv=None) -> int:
         index, params = build_faiss(audio_emb, kind, params, seed=args.seed)
         build_s = time.perf_counter() - t0
         size = index_bytes(index) / len(audio_emb)
+        k_factors = [float(x) for x in args.k_factors.split(",")] if kind == "ivfpq" else [None]
         for nprobe in nprobes:
-            params = {**params, "nprobe": nprobe}
-            set_search_params(index, kind, params)
-            label = f"IVF{nlist},Flat nprobe={nprobe}" if kind == "ivf" else \
-                f"IVF{nlist},PQ{params['m']}+refine x{params['k_factor']:g} nprobe={nprobe}"
-            report({"method": label, "kind": kind, "params": params, "build_s": build_s,
-                    "bytes/clip": size, **measure_search(index.search, queries, exact_idx, k, single)})
+            for k_factor in k_factors:
+                params = {**params, "nprobe": nprobe, **({"k_factor": k_factor} if k_factor else {})}
+                set_search_params(index, kind, params)
+                label = f"IVF{nlist},Flat nprobe={nprobe}" if kind == "ivf" else \
+                    f"IVF{nlist},PQ{params['m']}+refine x{params['k_factor']:g} nprobe={nprobe}"
+                report({"method": label, "kind": kind, "params": params, "build_s": build_s,
+                        "bytes/clip": size, **measure_search(index.search, queries, exact_idx, k, single)})
         del index
         gc.collect()
     if args.hnsw:
