@@ -80,7 +80,7 @@ def default_params(kind: str, n: int, d: int) -> dict:
         # 8-bit codebooks need ~10^4 training points; smaller collections get 4-bit ones
         return {"nlist": default_nlist(n), "nprobe": default_nprobe(default_nlist(n)), "m": m,
                 "nbits": 8 if n >= 10_000 else 4,
-                "k_factor": 8, "refine": "flat"}
+                "k_factor": 32, "refine": "flat"}   # 10^6 clips: recall@10 0.92 with 8, 0.97 with 32
     if kind == "hnsw":
         return {"M": 32, "ef_construction": 80, "ef_search": 128}
     raise ValueError(f"unknown index kind {kind!r}; choose one of {KINDS}")
