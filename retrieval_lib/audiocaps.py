@@ -28,9 +28,7 @@ import csv
 import warnings
 from pathlib import Path
 
-import numpy as np
-
-from .data import SPLITS, Corpus, RetrievalSplit
+from .data import SPLITS, Corpus
 from .text import clean_caption
 
 COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
@@ -118,8 +116,7 @@ def load_audiocaps(audiocaps_dir, cache_dir=None, text_model: str | None = None,
     extractor / text_encoder: ready objects (tests); else built from the other arguments.
     """
     from . import __version__
-    from .pipeline import WORK, _check_work_settings, _encode_cached, extract_split, \
-        make_extractor, make_text_encoder
+    from .pipeline import WORK, _check_work_settings, embed_split, make_extractor, make_text_encoder
     from .sources import check_provenance, data_dirs, requested_provenance
     from .tags import encode_tag_names
 
@@ -173,18 +170,10 @@ def load_audiocaps(audiocaps_dir, cache_dir=None, text_model: str | None = None,
     for split in SPLITS:
         found, missing = listing[split]
         # names relative to the audiocaps folder: unique across the accepted layouts
-        names = [str(p.relative_to(audiocaps_dir)) for p, _, _ in found]
-        logits_by_name, skipped = extract_split(split, audiocaps_dir, names, extractor,
-                                                work_root / split, shard_size, strict, progress)
+        rows = [(str(p.relative_to(audiocaps_dir)), caps) for p, caps, _ in found]
+        splits[split], skipped = embed_split(split, audiocaps_dir, rows, extractor, text_encoder,
+                                             work_root / split, shard_size, strict, progress)
         skipped_all[split] = [{"file": k, "error": "clip not found"} for k in missing] + skipped
-        kept = [(n, caps) for n, (_, caps, _) in zip(names, found) if n in logits_by_name]
-        if not kept:
-            raise ValueError(f"AudioCaps {split}: no usable clip left")
-        captions = [c for _, caps in kept for c in caps]
-        caption_clip = np.repeat(np.arange(len(kept)), [len(caps) for _, caps in kept])
-        text_emb = _encode_cached(text_encoder, captions, work_root / split / "text_emb.npy", progress)
-        splits[split] = RetrievalSplit(split, np.stack([logits_by_name[n] for n, _ in kept]), text_emb,
-                                       caption_clip, [n for n, _ in kept], captions)
     tag_emb = encode_tag_names(text_encoder)
     provenance = {
         "source": "audiocaps",

@@ -200,6 +200,26 @@ def make_text_encoder(text_model: str | None = None, device=None) -> TextEncoder
     return encoder
 
 
+def embed_split(split: str, folder: Path, rows, extractor, text_encoder: TextEncoder, work_dir: Path,
+                shard_size: int = 128, strict: bool = False, progress: bool = True):
+    """One split of a corpus from its clips: rows = [(file name relative to folder, [captions])].
+
+    PaSST logits are extracted resumably (extract_split), the cleaned captions of the clips that
+    could be read are encoded (cached in work_dir). Returns (RetrievalSplit, skipped files).
+    """
+    names = [name for name, _ in rows]
+    logits_by_name, skipped = extract_split(split, folder, names, extractor, work_dir, shard_size,
+                                            strict, progress)
+    kept = [(name, caps) for name, caps in rows if name in logits_by_name]
+    if not kept:
+        raise ValueError(f"split {split!r}: no usable clip left in {folder}")
+    captions = [c for _, caps in kept for c in caps]
+    caption_clip = np.repeat(np.arange(len(kept)), [len(caps) for _, caps in kept])
+    text_emb = _encode_cached(text_encoder, captions, work_dir / "text_emb.npy", progress)
+    return RetrievalSplit(split, np.stack([logits_by_name[n] for n, _ in kept]), text_emb,
+                          caption_clip, [n for n, _ in kept], captions), skipped
+
+
 def build_corpus(data_dir, cache_dir, extractor=None, text_encoder=None, shard_size: int = 128,
                  strict: bool = False, progress: bool = True, *, text_model: str | None = None,
                  passt_variant: str = "10s", pretrained: bool = True, batch_size: int | None = None,
@@ -222,20 +242,9 @@ def build_corpus(data_dir, cache_dir, extractor=None, text_encoder=None, shard_s
     splits, skipped_all = {}, {}
     for s in SPLITS:
         folder, rows = listing[s]
-        names = [name for name, _ in rows]
-        # 3. logits, resumable
-        logits_by_name, skipped = extract_split(s, folder, names, extractor, work_root / s,
-                                                shard_size, strict, progress)
-        skipped_all[s] = skipped
-        kept = [(name, caps) for name, caps in rows if name in logits_by_name]
-        if len(kept) < 1:
-            raise ValueError(f"split {s!r}: no usable clip left in {folder}")
-        captions = [c for _, caps in kept for c in caps]
-        caption_clip = np.repeat(np.arange(len(kept)), [len(caps) for _, caps in kept])
-        # 4. sentence embeddings of the cleaned captions
-        text_emb = _encode_cached(text_encoder, captions, work_root / s / "text_emb.npy", progress)
-        splits[s] = RetrievalSplit(s, np.stack([logits_by_name[n] for n, _ in kept]), text_emb,
-                                   caption_clip, [n for n, _ in kept], captions)
+        # 3. logits, resumable; 4. sentence embeddings of the cleaned captions
+        splits[s], skipped_all[s] = embed_split(s, folder, rows, extractor, text_encoder,
+                                                work_root / s, shard_size, strict, progress)
     tag_emb = encode_tag_names(text_encoder)
     fake = is_fake(data_dir)
     provenance = {
