@@ -14,6 +14,12 @@ Modules, in the order the paper introduces them:
     synthetic a clearly-labelled synthetic Clotho-like corpus for CPU runs and tests
     train     training: configs, results and checkpoints, the reference loop `train_naive`
     fast_train  the fast many-models-at-once trainer `train_models` (the paper's model only)
+    clotho    Clotho v2.1: resumable, checksummed download and the captions CSVs
+    audiocaps real AudioCaps from a user-supplied folder (the -AC pretraining)
+    pipeline  audio files -> PaSST logits + caption embeddings -> an embedding cache
+    archive   export / import an embedding cache as one checksummed archive
+    sources   what a chapter loads: synthetic or Clotho (load_corpus, data_dirs)
+    search    FAISS indexes over audio embeddings, search by free text
 
 The names a student needs are importable from the top level (loaded on first use):
 
