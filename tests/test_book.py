@@ -80,6 +80,16 @@ def test_book_builds_strictly():
     assert (html / "book" / "index.html").exists() or (html / "index.html").exists()
     # offline math: MathJax is served from the build, not a CDN
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "run scripts/setup_book_assets.sh"
-    page = (html / f"{_chapters()[0]}.html").read_text(encoding="utf-8")
-    assert re.search(r'<script[^>]+src="[./]*_static/mathjax/tex-chtml\.js', page), "MathJax is not local"
+    # Sphinx adds MathJax only to pages with math (chapter 1 has none): every page that loads it
+    # must load the local copy, and the chapters with equations must load it
+    loading = []
+    for name in _chapters():
+        page = (html / f"{name}.html").read_text(encoding="utf-8")
+        scripts = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', page, flags=re.I)
+        assert all(re.match(r"[./]*_static/mathjax/tex-chtml\.js", s) for s in scripts), \
+            f"{name} loads MathJax from elsewhere: {scripts}"
+        if scripts:
+            loading.append(name)
+    assert "book/02_metrics" in loading and len(loading) >= len(_chapters()) // 2, \
+        f"MathJax is not loaded locally by the chapters with equations (only {loading})"
     assert "cdn.jsdelivr.net/npm/mathjax" not in page
