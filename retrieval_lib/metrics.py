@@ -67,6 +67,14 @@ def ranks(scores: "torch.Tensor | np.ndarray", target: "torch.Tensor | np.ndarra
     return (scores >= positive).sum(dim=1)
 
 
+def ap_at_k_one_relevant(rank: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """AP@k of queries with one relevant item from its 1-based rank: 1/rank if rank <= k, else
+    0. Works on any shape (a batch of models' ranks, (K, n), in the fast trainer); the mean
+    over the last dimension is mAP@k."""
+    rank = torch.as_tensor(rank).float()
+    return torch.where(rank <= k, 1.0 / rank, torch.zeros_like(rank))
+
+
 def metrics_from_ranks(rank: torch.Tensor) -> dict:
     """{"mAP@10", "R@1", "R@5", "R@10"} from 1-based ranks (at least one caption)."""
     rank = torch.as_tensor(rank)
@@ -75,7 +83,7 @@ def metrics_from_ranks(rank: torch.Tensor) -> dict:
     if rank.ndim != 1 or (rank < 1).any():
         raise ValueError("ranks must be a 1-d tensor of 1-based ranks")
     rank = rank.float()
-    out = {"mAP@10": float(torch.where(rank <= 10, 1.0 / rank, torch.zeros_like(rank)).mean())}
+    out = {"mAP@10": float(ap_at_k_one_relevant(rank, 10).mean())}
     for k in KS:
         out[f"R@{k}"] = float((rank <= k).float().mean())
     return out
