@@ -77,4 +77,24 @@ def setup_chapter(data: str = "synthetic", clotho_dir=None, cache_dir=None, use_
     return ChapterSetup(clotho, cache, str(dev))
 
 
-__all__ = ["setup_chapter", "ChapterSetup", "cache_is_built"]
+def seed_list(seeds, name: str = "SEEDS") -> list[int]:
+    """A chapter's seeds as a list: a list or tuple of integers >= 0 as given, or a count n
+    (an integer >= 1) meaning seeds 0, 1, ..., n - 1. Anything else is refused, naming `name`."""
+    import numbers
+
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"{name} = {seeds}: give a number of seeds >= 1 or a list of seeds")
+        return list(range(int(seeds)))
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"{name} must be a list of seeds (e.g. [0, 1, 2]) or a number of seeds, "
+                         f"got {seeds!r}")
+    out = list(seeds)
+    if not out or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0 for s in out):
+        raise ValueError(f"{name} must hold integers >= 0 (at least one), got {seeds!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} repeats a seed: {seeds!r}")
+    return [int(s) for s in out]
+
+
+__all__ = ["setup_chapter", "ChapterSetup", "cache_is_built", "seed_list"]
