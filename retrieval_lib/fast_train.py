@@ -1,47 +1,69 @@
-"""The fast trainer: many configurations of the paper's model trained at once.
+"""The fast trainer: many configurations of the paper's model trained at once, with any loss.
 
-`train_models(configs, corpus)` trains the paper's AudioEncoder (eq. 2, 5-6) with the paper's
-loss (eq. 7) for many configurations (seeds, lambdas, margins, learning rates, norms) sharing
-the data: parameters of K models are stacked into (K, ...) tensors, one batched matmul serves
-them all, fixed quantities (query embeddings eq. 1, tag embeddings eq. 3-4) are computed once,
-and the gradients are written by hand. Every model draws its batch order and impostors from its
-own stream, seeded by its config's seed, exactly as `train.train_naive` does: a model gives the
-same result (up to float rounding) alone, in any group, or in the naive loop
-(tests/test_train.py checks this). Configs that differ only in lam, margin or norm but share a
-seed see the same batches: their differences are paired comparisons.
+`train_models(configs, corpus)` trains the paper's AudioEncoder (eq. 2, 5-6) for many
+configurations (seeds, lambdas, margins, temperatures, learning rates, norms, losses) sharing
+the data. The parameters of K models are stacked into (K, ...) tensors (the linear weights as
+one (K, out, in) tensor) and trained together: one batched matmul serves them all, the fixed
+quantities (query embeddings eq. 1, tag embeddings eq. 3-4, LayerNorm statistics) are computed
+once, and the gradients come from autograd over the stacked parameters, so every loss
+registered in retrieval_lib.loss (eq. 7 "triplet", "infonce" with a fixed or learned
+temperature, or a new one) trains here with no gradient code. One Adam step (fused where torch
+supports it) updates all models.
+
+Every model draws its batch order and impostors from its own stream, seeded by its config's
+seed, exactly as `train.train_naive` does: a model gives the same result (to float rounding)
+alone, in any group, or in the naive loop (tests/test_train.py checks weights within 1e-4 for
+every registered loss). Configs that differ only in lam, margin, temperature or norm but share
+a seed see the same batches: their differences are paired comparisons.
+
+Two pieces are written by hand because benchmarks/train_speed.py shows they matter, and both
+are tested equal to plain autograd (`autograd_only=True` turns them off):
+* the backward of the l2-normalisations of eq. 2 and 6 (one fused expression instead of
+  autograd's chain of norm, clamp and division);
+* the gradient of the stacked linear weights, dL/dW = dz^T h, written into a preallocated
+  (K, out, in) buffer: autograd would allocate a new one at every step, which for K = 32 (52 MB)
+  costs more than the matmul itself on a CPU.
+Neither depends on the loss or on the norm's gradient.
 
 Limits (by design; anything else goes through `train.train_naive`, which takes any model and
-any loss): only the paper's AudioEncoder (LayerNorm / BatchNorm / no norm, Linear, l2, tag
-fusion) and only the triplet loss of eq. 7 with Adam and ReduceLROnPlateau; no custom
-modules, losses, optimisers or schedules; no gradient clipping or weight decay. Worker
-processes (`workers`) are CPU only; on CUDA the groups run one after another in this process.
+any loss function): only the paper's AudioEncoder (LayerNorm / BatchNorm / no norm, Linear, l2,
+tag fusion) with Adam and ReduceLROnPlateau; no custom modules, optimisers or schedules; no
+gradient clipping or weight decay. Models of one group share norm, batch size, epochs,
+scheduler settings and loss. A loss registered in an interactive session (a notebook's
+__main__) trains with workers=1 only (worker processes cannot import it). Worker processes
+(`workers`) are CPU only; on CUDA the groups run one after another in this process.
 
 Devices: `device=None` trains on CUDA when available. Random streams are drawn on the CPU and
 moved, so CPU and CUDA runs see the same batches and impostors; results agree to float
-rounding (matmul order, fused kernels): about 1e-5 on weights after a few epochs in float32,
-checked on CPU in tests/test_train.py. Adam runs through torch's public functional API
+rounding (matmul order, fused kernels). Adam runs through torch's public functional API
 (`torch.optim.adam.adam`), fused where supported (CUDA; CPU from torch 2.4), else the
 single-tensor path, so torch >= 2.1 suffices.
 """
 from __future__ import annotations
 
 import math
+import pickle
+import sys
 from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from .core import resolve_device
 from .data import Corpus, RetrievalSplit
-from .loss import sample_impostors
+from .loss import LossSpec, batch_scores, compute_loss, get_loss, register_loss
+from .metrics import ap_at_k_one_relevant
 from .model import linear_init
 from .tags import tag_embedding
 from .text import query_embedding
-from .train import (EMBEDDING_FIELDS, VAL_IMPOSTOR_SEED, TrainConfig, TrainResult, _encoder_architecture,
-                    batches, check_inputs, check_provenance, corpus_provenance, resolve_device,
-                    stream_seed)
+from .train_base import (EMBEDDING_FIELDS, VAL_IMPOSTOR_SEED, EpochSelector, TrainConfig, TrainResult,
+                         batches, check_inputs, check_integer, check_trained_for, corpus_provenance,
+                         encoder_architecture, new_history, stream_seed)
 
-_LN_EPS = 1e-5   # nn.LayerNorm / nn.BatchNorm1d defaults
+_EPS = 1e-5          # nn.LayerNorm / nn.BatchNorm1d defaults
 _BN_MOMENTUM = 0.1
+_NORM_EPS = 1e-12    # F.normalize's
+PRECISIONS = ("fp32", "bf16")
 
 
 def _torch_version() -> tuple:
@@ -52,7 +74,7 @@ def _torch_version() -> tuple:
     return tuple(parts)
 
 
-def _fused_adam_supported(device: torch.device) -> bool:
+def fused_adam_supported(device: torch.device) -> bool:
     """Fused Adam kernels exist for CUDA (torch >= 2.0) and for the CPU from torch 2.4."""
     return device.type == "cuda" or (device.type == "cpu" and _torch_version() >= (2, 4))
 
@@ -64,37 +86,65 @@ def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, step
     through the public functional API torch.optim.adam.adam. `steps`: one scalar tensor per
     parameter holding the step count before this update (it is incremented)."""
     from torch.optim.adam import adam
-    adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=False if not fused else None,
-         fused=True if fused else None, amsgrad=False, beta1=beta1, beta2=beta2, lr=lr,
-         weight_decay=0.0, eps=eps, maximize=False)
+    with torch.no_grad():
+        adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=False if not fused else None,
+             fused=True if fused else None, amsgrad=False, beta1=beta1, beta2=beta2, lr=lr,
+             weight_decay=0.0, eps=eps, maximize=False)
+
+
+# -- the two hand-written pieces ---------------------------------------------------------------
+
+class UnitNorm(torch.autograd.Function):
+    """y = x / max(|x|, 1e-12) along the last dimension (F.normalize), with the backward as one
+    expression: dL/dx = (g - y (y . g)) / |x| (the projection term vanishes where the norm is
+    clamped, as autograd's gradient of F.normalize does)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        raw = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        n = raw.clamp_min(_NORM_EPS)
+        y = x / n
+        ctx.save_for_backward(y, n, raw > _NORM_EPS)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        y, n, unclamped = ctx.saved_tensors
+        dot = (y * g).sum(-1, keepdim=True) * unclamped
+        return (g - y * dot).div_(n)
+
+
+def _unit_autograd(x: torch.Tensor) -> torch.Tensor:
+    """The same normalisation through plain autograd (the reference path)."""
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(_NORM_EPS)
 
 
 # Why it is fast (see benchmarks/train_speed.py for the numbers):
-# * no autograd: the gradient of eq. 7 through eq. 6, 5 and 2 is written out by hand, so one
-#   training step is two batched matmuls forward/backward of the linear layer (a third one
-#   for the norm's gain and bias), a few fused element-wise ops and one Adam update
-#   (torch.optim.adam.adam, fused where torch supports it);
 # * everything fixed is computed once: query embeddings (eq. 1), tag embeddings (eq. 3-4),
 #   the LayerNorm statistics of every clip (LayerNorm normalises each clip on its own, and the
 #   logits are frozen, so only the gain and bias are left to apply at each step);
-# * the K models of a group share every Python call (the per-step overhead is paid once);
-# * validation: one batched score matrix gives both the validation loss (the impostors of the
-#   validation loss are drawn from a fixed seed, so they are drawn once) and mAP@10;
-# * lam = 0 models have no gradient (their output is e_t alone): they are not trained, only
-#   scored, with the batch order and impostors they would have seen if trained alone;
+# * the K models of a group share every Python call and every kernel launch; one training
+#   step is three batched matmuls (forward, weight gradient, gradient of the norm's input),
+#   the small (K, B, B) score matrix the loss reads, a few element-wise passes and one Adam
+#   update for all models;
+# * validation: one batched score matrix per chunk of models gives both mAP@10 and the
+#   validation loss (the loss reads its (B, B) blocks);
+# * lam = 0 models with a fixed temperature have no gradient (their output is e_t alone): they
+#   are not trained, only scored, with the batch order and impostors they would see if trained;
 # * independent groups can run in worker processes (`workers=2` on two cores), each with one
 #   intra-op thread, which avoids the thread barriers that stall on a shared machine.
 
 def _group_key(c: TrainConfig) -> tuple:
-    return (c.norm, c.batch_size, c.epochs, c.scheduler, c.plateau_factor, c.plateau_patience)
+    return (c.norm, c.batch_size, c.epochs, c.scheduler, c.plateau_factor, c.plateau_patience, c.loss,
+            c.learn_temperature)
 
 
 def _plan_chunks(configs: list, max_group: int, workers: int) -> list:
     """Lists of config indices, each trained as one group.
 
-    Frozen (lam == 0) configs get a chunk of their own (their data stream is the one they
-    would see alone). Other groups are cut into near-equal chunks of at most max_group
-    models, and into at least `workers` chunks so that every worker has something to do.
+    lam == 0 configs get a chunk of their own (their data stream is the one they would see
+    alone). Other groups are cut into near-equal chunks of at most max_group models, and into
+    at least `workers` chunks so that every worker has something to do.
     """
     groups: dict = {}
     chunks = []
@@ -119,88 +169,98 @@ def train_models(configs: "Iterable[TrainConfig]", corpus: Corpus,
                  init_states: "Sequence[dict | TrainResult | None] | None" = None, track_test: bool = False,
                  progress: bool = True, max_group: int = 64, workers: int = 1,
                  num_threads: int | None = None, precision: str = "fp32",
-                 device: "str | torch.device | None" = None) -> list[TrainResult]:
+                 device: "str | torch.device | None" = None, *, autograd_only: bool = False) -> list[TrainResult]:
     """Train every configuration in `configs`; returns one TrainResult per config, in order.
 
-    Configurations that share norm, batch size, epochs and scheduler settings are trained
-    together (up to `max_group` at a time); lam, margin, lr, seed and selection may differ.
-    init_states: optional list (one per config, or None) of state dicts to start from, e.g.
-    a model pretrained on another corpus (section 3.2, AudioCaps pretraining).
+    Configurations that share norm, batch size, epochs, scheduler settings and loss (name and
+    whether the temperature is learned) are trained together (up to `max_group` at a time);
+    lam, margin, temperature, lr, seed and selection may differ.
+    init_states: optional list (one per config, or None) of state dicts or TrainResults to
+    start from, e.g. a model pretrained on another corpus (section 3.2, AudioCaps
+    pretraining); each is checked strictly (names, shapes, finite values; a TrainResult's
+    architecture and embeddings against the corpus).
     workers: number of processes training groups side by side (2 on a 2-core laptop trains a
     grid about twice as fast as one process); each uses `num_threads` intra-op threads
     (default: torch's count divided among the workers). With workers=1, num_threads (if
     given) is applied for the duration of the call. Workers are spawned processes: a script
     that uses them must keep its top-level code under `if __name__ == "__main__":`.
     `paper_ablation_configs()` builds the paper's grid for this function. On a 2-core CPU the
-    grid runs fastest with workers=2, max_group=2 and precision="bf16" (measured in
-    benchmarks/train_speed.py): stacking many models in one process saves Python overhead but
-    its (K, batch, 768) temporaries fall out of the cache, so small groups per worker win.
+    grid runs fastest with workers=2, max_group=2 and precision="bf16" (benchmarks/
+    train_speed.py): stacking many models in one process saves Python overhead but its
+    (K, batch, 768) temporaries fall out of the cache, so small groups per worker win.
     precision: "fp32" (default; the same arithmetic as train_naive) or "bf16": the three
-    matrix products of a training step in bfloat16 (about 4x faster on CPUs with AMX and on
-    GPUs), parameters, optimiser and evaluation in float32. Results are equal in distribution,
-    not bit for bit (tests/test_train.py).
-    device: "cpu", "cuda", ... (default: cuda when available). On CUDA every group runs in
-    this process (workers and num_threads are ignored). Initial weights, batch orders and
-    impostors are drawn from CPU generators on every device, so a CUDA run trains on exactly
-    the batches of a CPU run; results differ by float rounding only.
-    init_states entries may also be TrainResults (their architecture and embeddings are
-    checked against the corpus). Every state is checked strictly: names, shapes, finite values.
+    matrix products of the linear layer in bfloat16 (about 4x faster on CPUs with AMX and on
+    GPUs), parameters, optimiser, loss and evaluation scores in float32. Results are equal in
+    distribution, not bit for bit (tests/test_train.py).
+    device: "cpu", "cuda", ... (default: cuda when available; one that does not exist is
+    refused before any work). On CUDA every group runs in this process (workers and
+    num_threads are ignored). Initial weights, batch orders and impostors are drawn from CPU
+    generators on every device, so a CUDA run trains on exactly the batches of a CPU run.
+    autograd_only: compute every gradient with plain autograd (the two hand-written pieces of
+    the module docstring off): slower, for checking them.
+    Corpora without tag embeddings (corpus.tag_emb None) train lam = 1.0 only.
     """
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    configs = list(configs)
-    check_inputs(corpus, configs)
     dev = resolve_device(device)
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    max_group = check_integer("max_group", max_group, 1)
+    workers = check_integer("workers", workers, 1)
+    if num_threads is not None:
+        num_threads = check_integer("num_threads", num_threads, 1)
+    configs = list(configs)
+    check_inputs(corpus, configs, track_test)
     if init_states is None:
         init_states = [None] * len(configs)
     init_states = list(init_states)
     if len(init_states) != len(configs):
-        raise ValueError("init_states must have one entry per config")
+        raise ValueError(f"init_states must have one entry per config ({len(configs)}), got {len(init_states)}")
     init_states = [_unwrap_init(s, corpus) for s in init_states]
-    for name, v in (("max_group", max_group), ("workers", workers), ("num_threads", num_threads)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     if dev.type != "cpu":
         workers = 1
     chunks = _plan_chunks(configs, max_group, workers)
     chunks.sort(key=lambda ch: -_chunk_cost(configs, ch))   # longest first: better packing
+    with_test = track_test or any(c.select == "test_map" for c in configs)
     results: list = [None] * len(configs)
+    jobs = [([configs[i] for i in ch], [init_states[i] for i in ch]) for ch in chunks]
+    options = {"precision": precision, "autograd_only": bool(autograd_only)}
+    in_workers = workers > 1 and len(chunks) > 1
+    if in_workers:
+        specs = _losses_for_workers(configs)
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=sum(c.epochs for c in configs), desc=f"training {len(configs)} model(s)",
                    unit="model-epoch")
-    jobs = [([configs[i] for i in ch], [init_states[i] for i in ch]) for ch in chunks]
-    if workers > 1 and len(chunks) > 1:
-        threads = num_threads or max(1, torch.get_num_threads() // workers)
-        outputs = _run_in_workers(jobs, corpus, track_test, min(workers, len(chunks)), threads, bar,
-                                  precision)
-    else:
-        previous = torch.get_num_threads()
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        try:
-            prepared = _prepare_corpus(corpus, track_test or any(c.select == "test_map" for c in configs),
-                                       dev)
-            outputs = [_GroupTrainer(cs, inits, *prepared, precision=precision).run(bar)
-                       for cs, inits in jobs]
-        finally:
-            torch.set_num_threads(previous)
+    try:
+        if in_workers:
+            threads = num_threads or max(1, torch.get_num_threads() // workers)
+            outputs = _run_in_workers(jobs, corpus, with_test, min(workers, len(chunks)), threads, bar,
+                                      options, specs)
+        else:
+            previous = torch.get_num_threads()
+            if num_threads:
+                torch.set_num_threads(num_threads)
+            try:
+                prepared = _prepare_corpus(corpus, with_test, dev)
+                outputs = [_GroupTrainer(cs, inits, *prepared, **options).run(bar) for cs, inits in jobs]
+            finally:
+                torch.set_num_threads(previous)
+    finally:
+        if bar is not None:
+            bar.close()
     provenance = corpus_provenance(corpus)
     for ch, out in zip(chunks, outputs):
         for i, r in zip(ch, out):
             r.provenance = dict(provenance)
             results[i] = r
-    if bar is not None:
-        bar.close()
     return results
 
 
 def train_model(config: TrainConfig, corpus: Corpus, init_state: dict | TrainResult | None = None,
                 track_test: bool = False, progress: bool = False,
-                device: "str | torch.device | None" = None) -> TrainResult:
-    """Train one model with the fast trainer (see train_models)."""
-    return train_models([config], corpus, [init_state], track_test, progress, device=device)[0]
+                device: "str | torch.device | None" = None, **options) -> TrainResult:
+    """Train one model with the fast trainer (see train_models; options: precision, ...)."""
+    return train_models([config], corpus, [init_state], track_test, progress, device=device, **options)[0]
 
 
 def _unwrap_init(state, corpus: Corpus):
@@ -209,7 +269,7 @@ def _unwrap_init(state, corpus: Corpus):
         if not state.is_audio_encoder:
             raise ValueError(f"init state holds a {state.architecture.get('class')} model; the fast "
                              "trainer trains only AudioEncoder (use train_naive for other models)")
-        check_provenance(state.provenance, corpus, EMBEDDING_FIELDS, what="init state")
+        check_trained_for(state.provenance, corpus, EMBEDDING_FIELDS, what="init state")
         return state.state_dict
     if state is not None and not isinstance(state, dict):
         raise ValueError(f"an init state must be a state dict or a TrainResult, got {type(state).__name__}")
@@ -221,25 +281,45 @@ def _unwrap_init(state, corpus: Corpus):
 _WORKER_DATA: dict = {}
 
 
-def _worker_init(corpus: Corpus, track_test: bool, threads: int) -> None:
-    """Runs once in each worker process: threads, and the corpus' fixed tensors."""
+def _losses_for_workers(configs: list) -> list:
+    """The registered losses the configs use, checked to be importable by a spawned worker."""
+    specs = []
+    for name in dict.fromkeys(c.loss for c in configs):
+        spec = get_loss(name)
+        module = sys.modules.get(spec.fn.__module__)
+        interactive = spec.fn.__module__ == "__main__" and not getattr(module, "__file__", None)
+        try:
+            pickle.dumps(spec.fn)
+        except Exception as err:          # lambdas, closures, local functions
+            interactive = interactive or bool(err)
+        if interactive:
+            raise ValueError(f"loss {name!r} ({spec.fn.__qualname__}) is defined in this session only "
+                             "(a notebook, a lambda or a local function): worker processes cannot import "
+                             "it. Use workers=1, or define it at the top level of an importable module.")
+        specs.append((name, spec.fn, spec.reads))
+    return specs
+
+
+def _worker_init(corpus: Corpus, with_test: bool, threads: int, specs: list) -> None:
+    """Runs once in each worker process: threads, the losses, and the corpus' fixed tensors."""
     torch.set_num_threads(threads)
-    _WORKER_DATA["prepared"] = _prepare_corpus(corpus, track_test)
+    for name, fn, reads in specs:
+        register_loss(name, reads=reads, replace=True)(fn)
+    _WORKER_DATA["prepared"] = _prepare_corpus(corpus, with_test)
 
 
-def _worker_run(configs: list, init_states: list, precision: str) -> list:
-    return _GroupTrainer(configs, init_states, *_WORKER_DATA["prepared"], precision=precision).run(None)
+def _worker_run(configs: list, init_states: list, options: dict) -> list:
+    return _GroupTrainer(configs, init_states, *_WORKER_DATA["prepared"], **options).run(None)
 
 
-def _run_in_workers(jobs: list, corpus: Corpus, track_test: bool, workers: int, threads: int,
-                    bar, precision: str) -> list:
+def _run_in_workers(jobs: list, corpus: Corpus, with_test: bool, workers: int, threads: int,
+                    bar, options: dict, specs: list) -> list:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    test_needed = track_test or any(c.select == "test_map" for cs, _ in jobs for c in cs)
     # spawn, not fork: a forked child of a process that already ran OpenMP regions can hang
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(corpus, test_needed, threads)) as ex:
-        futures = [ex.submit(_worker_run, cs, inits, precision) for cs, inits in jobs]
+                             initializer=_worker_init, initargs=(corpus, with_test, threads, specs)) as ex:
+        futures = [ex.submit(_worker_run, cs, inits, options) for cs, inits in jobs]
         outputs = []
         for fut, (cs, _) in zip(futures, jobs):
             outputs.append(fut.result())
@@ -251,38 +331,21 @@ def _run_in_workers(jobs: list, corpus: Corpus, track_test: bool, workers: int, 
 # -- data --------------------------------------------------------------------------------------
 
 class _Split:
-    """A split as tensors with its fixed transforms, plus its fixed validation-loss impostors."""
+    """A split as tensors with its fixed transforms (eq. 1; eq. 3-4 when the corpus has W_t)."""
 
-    def __init__(self, split: RetrievalSplit, tag_emb: torch.Tensor, device=None):
+    def __init__(self, split: RetrievalSplit, tag_emb: "torch.Tensor | None", device=None):
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.logits = torch.from_numpy(split.logits).to(self.device)          # (n_clips, in)
         self.xhat = F.layer_norm(self.logits, self.logits.shape[-1:])           # LayerNorm w/o affine
         self.query = query_embedding(torch.from_numpy(split.text_emb).to(self.device)).contiguous()  # eq. 1
-        self.tag_vec = tag_embedding(self.logits, tag_emb.to(self.device)).contiguous()  # eq. 3-4
+        self.tag_vec = (tag_embedding(self.logits, tag_emb.to(self.device)).contiguous()   # eq. 3-4
+                        if tag_emb is not None else None)
         self.clip_cpu = torch.from_numpy(split.caption_clip)                   # (n_captions,)
         self.clip = self.clip_cpu.to(self.device)
-        self.impostors = {}
-
-    def loss_impostors(self, batch_size: int, seed: int) -> tuple:
-        """Global caption indices of the audio / caption impostors of the validation loss and
-        the weight of each anchor (0 where it adds no loss), drawn exactly as _naive_val_loss."""
-        key = (batch_size, seed)
-        if key not in self.impostors:
-            gen = torch.Generator().manual_seed(seed)      # on the CPU, whatever the device
-            n = self.clip_cpu.shape[0]
-            a_glob = torch.arange(n)
-            t_glob = torch.arange(n)
-            weight = torch.zeros(n)
-            for s, e in batches(n, batch_size):
-                a, ok = sample_impostors(self.clip_cpu[s:e], gen)
-                t, _ = sample_impostors(self.clip_cpu[s:e], gen)
-                a_glob[s:e], t_glob[s:e], weight[s:e] = a + s, t + s, ok.float()
-            self.impostors[key] = tuple(x.to(self.device) for x in (a_glob, t_glob, weight))
-        return self.impostors[key]
 
 
 def _prepare_corpus(corpus: Corpus, with_test: bool, device=None) -> tuple:
-    tag_emb = torch.from_numpy(corpus.tag_emb)
+    tag_emb = torch.from_numpy(corpus.tag_emb) if corpus.has_tags else None
     return (_Split(corpus.train, tag_emb, device), _Split(corpus.val, tag_emb, device),
             _Split(corpus.test, tag_emb, device) if with_test else None)
 
@@ -299,19 +362,24 @@ _PARAM_NAMES = ("linear.weight", "linear.bias", "norm.weight", "norm.bias")
 
 
 class _GroupTrainer:
-    """K models of one norm kind, parameters stacked along a leading model axis."""
+    """K models of one norm kind and one loss, parameters stacked along a leading model axis."""
 
     def __init__(self, configs, init_states, train: _Split, val: _Split, test: _Split | None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", autograd_only: bool = False):
         self.configs, self.train, self.val, self.test = configs, train, val, test
-        # bf16: the matrix products run in bfloat16 (AMX / tensor cores), everything else
-        # (parameters, Adam, normalisations, the loss) stays float32
+        # bf16: the matrix products of the linear layer run in bfloat16 (AMX / tensor cores),
+        # everything else (parameters, Adam, normalisations, the loss) stays float32
         self.mm_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        self.autograd_only = autograd_only
         c0 = configs[0]
         self.K, self.norm, self.B = len(configs), c0.norm, c0.batch_size
-        self.frozen = all(c.lam == 0.0 for c in configs)
-        if self.frozen != any(c.lam == 0.0 for c in configs):
-            raise ValueError("lam = 0 models are scored apart from trained ones")
+        self.spec: LossSpec = get_loss(c0.loss)
+        self.learn_tau = c0.learn_temperature
+        if any(_group_key(c) != _group_key(c0) for c in configs):
+            raise ValueError("one group trains models of one norm, batch size, schedule and loss")
+        self.frozen = all(c.lam == 0.0 for c in configs) and not self.learn_tau
+        if any(c.lam == 0.0 for c in configs) and not all(c.lam == 0.0 for c in configs):
+            raise ValueError("lam = 0 models are trained apart from the others")
         dev = self.device = train.device
         in_dim, out_dim = train.logits.shape[1], train.query.shape[1]
         # initial weights drawn on the CPU (the same on every device), then moved
@@ -330,29 +398,34 @@ class _GroupTrainer:
         for k, state in enumerate(init_states):
             if state is not None:
                 self._load_state(k, state)
-        names = [n for n in _PARAM_NAMES if n in self.params]
-        self.plist = [self.params[n] for n in names]
-        self.grads = [torch.zeros_like(p) for p in self.plist]
+        self.plist = [self.params[n] for n in _PARAM_NAMES if n in self.params]
+        # the loss's temperature: fixed, or learned as log(temperature), one per model
+        self.tau = torch.tensor([c.temperature for c in configs], device=dev)
+        self.log_tau = None
+        if self.learn_tau:
+            self.log_tau = torch.tensor([math.log(c.temperature) for c in configs], device=dev)
+            self.plist.append(self.log_tau)
+        for p in self.plist:
+            if p is not self.W or autograd_only:
+                p.requires_grad_(True)
+        self.w_grad = torch.zeros_like(self.W)                           # dL/dW, written by a hook
         self.exp_avg = [torch.zeros_like(p) for p in self.plist]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.plist]
         self.step = 0
-        self.fused = _fused_adam_supported(dev)
+        self.fused = fused_adam_supported(dev)
         self.lr = torch.tensor([c.lr for c in configs], dtype=torch.float64)   # CPU: groups by lr
         lam = torch.tensor([c.lam for c in configs]).view(self.K, 1, 1)
         self.use_tags = bool((lam < 1).any())
         self.lam, self.one_minus_lam = lam.to(dev), (1 - lam).to(dev)
-        self.margin = torch.tensor([c.margin for c in configs]).view(self.K, 1).to(dev)
-        seeds = [c.seed for c in configs]
+        self.margin = torch.tensor([c.margin for c in configs], device=dev)
         # one stream per model, seeded from its own config: a model's batches and impostors do
         # not depend on which other models share its group (same result alone or in a grid)
-        self.gens = [torch.Generator().manual_seed(stream_seed([s])) for s in seeds]
-        self.val_seed = VAL_IMPOSTOR_SEED
+        self.gens = [torch.Generator().manual_seed(stream_seed([c.seed])) for c in configs]
         # ReduceLROnPlateau state (mode min, rel threshold 1e-4, no cooldown: torch's defaults)
         self.plateau_best = torch.full((self.K,), float("inf"), dtype=torch.float64)
         self.plateau_bad = torch.zeros(self.K, dtype=torch.long)
-        self.best_crit = [math.inf] * self.K
-        self.best_epoch = [-1] * self.K
-        self.best_state = {n: t.clone() for n, t in {**self.params, **self.buffers}.items()}
+        self.selectors = [EpochSelector(c.select) for c in configs]
+        self.best_state = {n: t.detach().clone() for n, t in {**self.params, **self.buffers}.items()}
 
     def _load_state(self, k: int, state: dict) -> None:
         """Model k starts from `state`: exactly the tensors of an AudioEncoder with this norm
@@ -375,135 +448,118 @@ class _GroupTrainer:
                              + "; ".join(problems))
         for n, t in {**self.params, **self.buffers}.items():
             t[k] = have[n].to(t.device)
-    # -- forward ----------------------------------------------------------------------------
-    def _normed(self, split: _Split, clips, training: bool):
-        """(h, xhat): the norm's output (K or 1, n, in) and its input to the gain, for clips
-        (K, n) or all clips of the split (clips None, eval)."""
+
+    # -- forward (eq. 2, 5-6 for K stacked models) ------------------------------------------
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        return _unit_autograd(x) if self.autograd_only else UnitNorm.apply(x)
+
+    def _normed(self, split: _Split, clips, training: bool) -> torch.Tensor:
+        """The norm's output (K or 1, n, in) for clips (K, n), or for all clips of the split
+        (clips None, evaluation)."""
+        if self.norm == "none":
+            return split.logits if clips is None else _rows(split.logits, clips)
         if self.norm == "layer":
             xhat = split.xhat if clips is None else _rows(split.xhat, clips)
-        elif self.norm == "none":
-            x = split.logits if clips is None else _rows(split.logits, clips)
-            return x, None
         else:
-            x = split.logits if clips is None else _rows(split.logits, clips)
-            if training:                                          # batch statistics (K, 1, in)
-                mu = x.mean(1, keepdim=True)
-                var = x.var(1, unbiased=False, keepdim=True)
-                n = x.shape[1]
-                rm, rv = self.buffers["norm.running_mean"], self.buffers["norm.running_var"]
-                rm.mul_(1 - _BN_MOMENTUM).add_(mu.squeeze(1), alpha=_BN_MOMENTUM)
-                rv.mul_(1 - _BN_MOMENTUM).add_(var.squeeze(1), alpha=_BN_MOMENTUM * n / (n - 1))
-                self.buffers["norm.num_batches_tracked"] += 1
-            else:
-                mu = self.buffers["norm.running_mean"].unsqueeze(1)
-                var = self.buffers["norm.running_var"].unsqueeze(1)
-            xhat = (x - mu) * torch.rsqrt(var + _LN_EPS)
-        h = torch.addcmul(self.params["norm.bias"].unsqueeze(1), xhat,
-                          self.params["norm.weight"].unsqueeze(1))
-        return h, xhat
+            with torch.no_grad():        # statistics of the frozen logits: no gradient
+                x = split.logits if clips is None else _rows(split.logits, clips)
+                if training:                                      # batch statistics (K, 1, in)
+                    mu = x.mean(1, keepdim=True)
+                    var = x.var(1, unbiased=False, keepdim=True)
+                    n = x.shape[1]
+                    rm, rv = self.buffers["norm.running_mean"], self.buffers["norm.running_var"]
+                    rm.mul_(1 - _BN_MOMENTUM).add_(mu.squeeze(1), alpha=_BN_MOMENTUM)
+                    rv.mul_(1 - _BN_MOMENTUM).add_(var.squeeze(1), alpha=_BN_MOMENTUM * n / (n - 1))
+                    self.buffers["norm.num_batches_tracked"] += 1
+                else:
+                    mu = self.buffers["norm.running_mean"].unsqueeze(1)
+                    var = self.buffers["norm.running_var"].unsqueeze(1)
+                xhat = (x - mu) * torch.rsqrt(var + _EPS)
+        return torch.addcmul(self.params["norm.bias"].unsqueeze(1), xhat,
+                             self.params["norm.weight"].unsqueeze(1))
 
-    def _project(self, h, tag_vec, w_lo=None):
-        """(e, ea, na, nu): eq. 2 then eq. 5-6 and the norms needed by the backward pass."""
+    def _project(self, h: torch.Tensor, tag_vec: "torch.Tensor | None") -> torch.Tensor:
+        """Eq. 2 then eq. 5-6: unit-norm audio embeddings (K, n, out) from the norm's output."""
+        h = h.expand(self.K, -1, -1)
+        w = self.W if self.autograd_only else self.W.detach()
         if self.mm_dtype == torch.float32:
-            z = torch.baddbmm(self.bias.unsqueeze(1), h.expand(self.K, -1, -1), self.W.transpose(1, 2))
+            z = torch.baddbmm(self.bias.unsqueeze(1), h, w.transpose(1, 2))
+            h_mm = h
         else:
-            w_lo = self.W.to(self.mm_dtype) if w_lo is None else w_lo
-            z = torch.bmm(h.to(self.mm_dtype).expand(self.K, -1, -1),
-                          w_lo.transpose(1, 2)).float().add_(self.bias.unsqueeze(1))
-        na = torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min_(1e-12)  # F.normalize's eps
-        ea = z.div_(na)                                                           # (K, n, out)
+            h_mm = h.to(self.mm_dtype)
+            z = torch.bmm(h_mm, w.to(self.mm_dtype).transpose(1, 2)).float() + self.bias.unsqueeze(1)
+        if z.requires_grad and not self.autograd_only:
+            z.register_hook(self._weight_grad_hook(h_mm.detach()))
+        ea = self._unit(z)
         if not self.use_tags:
-            return ea, ea, na, None
-        u = torch.addcmul(tag_vec * self.one_minus_lam, ea, self.lam)
-        nu = torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min_(1e-12)
-        return u.div_(nu), ea, na, nu
+            return ea
+        return self._unit(torch.addcmul(tag_vec * self.one_minus_lam, ea, self.lam))
+
+    def _weight_grad_hook(self, h: torch.Tensor):
+        """dL/dW = dz^T h for every model, into the preallocated buffer (see module doc)."""
+        def hook(dz: torch.Tensor) -> None:
+            if self.mm_dtype == torch.float32:
+                torch.bmm(dz.transpose(1, 2), h, out=self.w_grad)
+            else:   # a contiguous transposed copy: bf16 bmm is ~3x slower on a transposed view
+                self.w_grad.copy_(torch.bmm(dz.to(self.mm_dtype).transpose(1, 2).contiguous(), h))
+        return hook
+
+    def _temperature(self) -> torch.Tensor:
+        return self.log_tau.exp() if self.learn_tau else self.tau
 
     @torch.no_grad()
     def embed(self, split: _Split) -> torch.Tensor:
         """Eval-mode audio embeddings of every clip of a split, (K, n_clips, out)."""
         if self.frozen:
             return split.tag_vec.expand(self.K, -1, -1)
-        h, _ = self._normed(split, None, training=False)
-        return self._project(h, split.tag_vec)[0]
+        return self._project(self._normed(split, None, training=False), split.tag_vec)
 
     # -- one training step ------------------------------------------------------------------
     def _step(self, idx: torch.Tensor, clips: torch.Tensor, clips_cpu: torch.Tensor) -> torch.Tensor:
         """One minibatch for every model: idx, clips (K, b) on the device (clips_cpu: the
         same clips on the CPU, where the impostors are drawn). Returns the losses (K,)."""
-        tr, K, b = self.train, self.K, idx.shape[1]
-        # each model draws from its own stream: audio impostors first, then caption impostors
-        a_idx, valid = sample_impostors(clips_cpu, self.gens)                 # (K, b), drawn
-        t_idx, _ = sample_impostors(clips_cpu, self.gens)                     # on the CPU
-        a_idx, valid, t_idx = a_idx.to(self.device), valid.to(self.device), t_idx.to(self.device)
-        ok = valid.float()
+        tr = self.train
         q = _rows(tr.query, idx)                                              # (K, b, out)
         if self.frozen:
-            if self.norm == "batch":
-                self._normed(tr, clips, training=True)    # running statistics, as when trained
-            e = _rows(tr.tag_vec, clips)
-        else:
-            h, xhat = self._normed(tr, clips, training=True)
-            w_lo = self.W if self.mm_dtype == torch.float32 else self.W.to(self.mm_dtype)
-            e, ea, na, nu = self._project(h, _rows(tr.tag_vec, clips) if self.use_tags else None, w_lo)
-        # every caption against every clip of the batch: S[k, i, j] = e_i . q_j (K, b, b); the
-        # positive, audio-impostor and caption-impostor scores are entries of it, which costs
-        # one small matmul instead of several passes over (K, b, out) tensors
-        scores = torch.bmm(e, q.transpose(1, 2))
-        pos = scores.diagonal(dim1=1, dim2=2)                                 # e_i . q_i
-        s_a = scores.gather(1, a_idx.unsqueeze(1)).squeeze(1)                 # e_a(i) . q_i
-        s_t = scores.gather(2, t_idx.unsqueeze(2)).squeeze(2)                 # e_i . q_t(i)
-        hinge_a = s_a - pos + self.margin                                     # (K, b)
-        hinge_t = s_t - pos + self.margin
-        loss = (hinge_a.clamp(min=0) * ok + hinge_t.clamp(min=0) * ok).sum(-1) / b
-        if self.frozen:
-            return loss
-        # dL/de = M q with M (K, b, b): M[i, i] = -(alpha_i + beta_i), M[i, t(i)] += beta_i,
-        # M[a(j), j] += alpha_j   (alpha, beta: active hinges of eq. 7, divided by N)
-        alpha = (hinge_a > 0) * ok / b
-        beta = (hinge_t > 0) * ok / b
-        mix = torch.diag_embed(-(alpha + beta))
-        mix.scatter_add_(2, t_idx.unsqueeze(2), beta.unsqueeze(2))
-        mix.scatter_add_(1, a_idx.unsqueeze(1), alpha.unsqueeze(1))
-        grad = torch.bmm(mix, q)                                              # (K, b, out)
-        if self.use_tags:            # through e = u / |u| and u = lam ea + (1 - lam) e_t
-            grad = (grad - e * (e * grad).sum(-1, keepdim=True)).div_(nu).mul_(self.lam)
-        grad = (grad - ea * (ea * grad).sum(-1, keepdim=True)).div_(na)        # dL/dz
-        g_w, g_b = self.grads[0], self.grads[1]
-        torch.sum(grad, 1, out=g_b)
-        if self.mm_dtype == torch.float32:
-            torch.bmm(grad.transpose(1, 2), h.expand(K, -1, -1), out=g_w)     # (K, out, in)
-        else:
-            grad_lo = grad.to(self.mm_dtype)
-            # a contiguous transposed copy: bf16 bmm is ~3x slower on a transposed view
-            g_w.copy_(torch.bmm(grad_lo.transpose(1, 2).contiguous(), h.to(self.mm_dtype).expand(K, -1, -1)))
-        if self.norm != "none":
-            g_h = (torch.bmm(grad, self.W) if self.mm_dtype == torch.float32 else
-                   torch.bmm(grad_lo, w_lo).float())                          # (K, b, in)
-            torch.sum(g_h * xhat, 1, out=self.grads[2])
-            torch.sum(g_h, 1, out=self.grads[3])
-        self._adam()
-        return loss
+            with torch.no_grad():
+                if self.norm == "batch":
+                    self._normed(tr, clips, training=True)    # running statistics, as when trained
+                scores = batch_scores(_rows(tr.tag_vec, clips), q)
+                return compute_loss(self.spec, scores, clips_cpu, margin=self.margin,
+                                    temperature=self._temperature(), generator=self.gens)
+        with torch.enable_grad():
+            h = self._normed(tr, clips, training=True)
+            e = self._project(h, _rows(tr.tag_vec, clips) if self.use_tags else None)
+            # every caption against every clip of the batch, (K, b, b): the loss reads it
+            loss = compute_loss(self.spec, batch_scores(e, q), clips_cpu, margin=self.margin,
+                                temperature=self._temperature(), generator=self.gens)
+            loss.sum().backward()           # each model's loss depends on its own weights only
+        grads = [self.w_grad if (p is self.W and not self.autograd_only) else p.grad for p in self.plist]
+        self._adam([g if g is not None else torch.zeros_like(p) for p, g in zip(self.plist, grads)])
+        for p in self.plist:
+            p.grad = None
+        return loss.detach()
 
-    def _adam(self) -> None:
+    @torch.no_grad()
+    def _adam(self, grads: list) -> None:
         """One Adam step for every model (torch.optim.Adam's defaults: betas 0.9 / 0.999,
         eps 1e-8, no weight decay), through torch's public functional `torch.optim.adam.adam`."""
         self.step += 1
         lrs = torch.unique(self.lr).tolist()
         if len(lrs) == 1:       # one fused kernel over the stacked tensors
-            groups = [(lrs[0], self.plist, self.grads, self.exp_avg, self.exp_avg_sq)]
+            groups = [(lrs[0], self.plist, grads, self.exp_avg, self.exp_avg_sq)]
         else:                   # per-model views, one kernel per learning rate
             groups = []
             for lr in lrs:
                 ks = (self.lr == lr).nonzero().flatten().tolist()
                 groups.append((lr, *([t[k] for k in ks for t in ts]
-                                     for ts in (self.plist, self.grads, self.exp_avg, self.exp_avg_sq))))
+                                     for ts in (self.plist, grads, self.exp_avg, self.exp_avg_sq))))
+        step_dev = self.device if self.fused else torch.device("cpu")
         for lr, p, g, m, v in groups:
             # one step tensor per parameter, holding the count before this step (adam adds 1)
-            step_dev = self.device if self.fused else torch.device("cpu")
             steps = [torch.tensor(float(self.step - 1), device=step_dev) for _ in p]
             adam_step(p, g, m, v, steps, lr=lr, fused=self.fused)
 
-    @torch.no_grad()
     def _train_epoch(self) -> torch.Tensor:
         tr = self.train
         n = tr.query.shape[0]
@@ -519,32 +575,35 @@ class _GroupTrainer:
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
     def _evaluate(self, split: _Split, with_loss: bool, chunk_bytes: float = 64e6):
-        """(loss (K,), mAP@10 (K,)) of every model on a split, both from one score matrix."""
+        """(loss (K,), mAP@10 (K,)) of every model on a split, both from one score matrix per
+        chunk of models; the loss reads its (B, B) blocks, with draws from a fixed seed."""
         audio = self.embed(split)                                             # (K, n_clips, out)
         nq, nc = split.query.shape[0], audio.shape[1]
-        a_glob, t_glob, weight = split.loss_impostors(self.B, self.val_seed) if with_loss else (None,) * 3
+        tau = self._temperature()
         losses, maps = [], []
         step = max(1, int(chunk_bytes // (4 * nq * nc)))
         for k0 in range(0, self.K, step):
+            k1 = min(k0 + step, self.K)
             # float32 even with precision="bf16": rounded scores would tie and distort mAP@10
-            scores = torch.matmul(split.query, audio[k0:k0 + step].transpose(1, 2))  # (k, nq, nc)
-            pos = scores.gather(2, split.clip.view(1, -1, 1).expand(scores.shape[0], -1, 1))
-            rank = (scores >= pos).sum(-1).float()                             # as metrics.ranks
-            maps.append(torch.where(rank <= 10, 1.0 / rank, torch.zeros_like(rank)).mean(-1))
+            scores = torch.matmul(split.query, audio[k0:k1].transpose(1, 2))   # (k, nq, nc)
+            pos = scores.gather(2, split.clip.view(1, -1, 1).expand(k1 - k0, -1, 1))
+            rank = (scores >= pos).sum(-1)          # ties count against the relevant clip, as metrics.ranks
+            maps.append(ap_at_k_one_relevant(rank, 10).mean(-1))
             if with_loss:
-                pos = pos.squeeze(-1)
-                s_a = scores.gather(2, split.clip[a_glob].view(1, -1, 1).expand(scores.shape[0], -1, 1))
-                s_t = scores[:, t_glob, split.clip]                              # a_i . q_t(i)
-                m = self.margin[k0:k0 + step]
-                terms = ((s_a.squeeze(-1) - pos + m).clamp(min=0) + (s_t - pos + m).clamp(min=0)) * weight
-                losses.append(terms.sum(-1) / nq)
-        loss = torch.cat(losses).double().cpu() if with_loss else None
+                gen = torch.Generator().manual_seed(VAL_IMPOSTOR_SEED)   # as train_naive's
+                total = torch.zeros(k1 - k0, dtype=torch.float64, device=scores.device)
+                for s, e in batches(nq, self.B):
+                    block = scores[:, s:e][:, :, split.clip[s:e]]         # caption s+i vs clip of pair s+j
+                    total += compute_loss(self.spec, block, split.clip_cpu[s:e], margin=self.margin[k0:k1],
+                                          temperature=tau[k0:k1], generator=gen).double() * (e - s)
+                losses.append(total / nq)
+        loss = torch.cat(losses).cpu() if with_loss else None
         return loss, torch.cat(maps).double().cpu()
 
     def run(self, bar=None) -> list[TrainResult]:
         """Train every model of the group for its epochs; one TrainResult per model."""
         epochs = self.configs[0].epochs
-        hist = {k: [] for k in ("train_loss", "val_loss", "val_map", "test_map", "lr")}
+        hist = {k: [] for k in new_history(self.configs[0])}
         nan = torch.full((self.K,), float("nan"), dtype=torch.float64)
         fixed = None
         for epoch in range(epochs):
@@ -555,11 +614,16 @@ class _GroupTrainer:
                                          "(learning rate too large?)")
             if fixed is None or not self.frozen:     # a frozen model scores the same every epoch
                 val_loss, val_map = self._evaluate(self.val, with_loss=True)
+                if not torch.isfinite(val_loss).all():
+                    raise FloatingPointError(f"non-finite validation loss at epoch {epoch}")
                 test_map = self._evaluate(self.test, with_loss=False)[1] if self.test is not None else nan
                 fixed = (val_loss, val_map, test_map)
             val_loss, val_map, test_map = fixed
-            for key, v in (("train_loss", train_loss), ("val_loss", val_loss), ("val_map", val_map),
-                           ("test_map", test_map), ("lr", self.lr.clone())):
+            values = {"train_loss": train_loss, "val_loss": val_loss, "val_map": val_map,
+                      "test_map": test_map, "lr": self.lr.clone()}
+            if "temperature" in hist:
+                values["temperature"] = self._temperature().detach().double().cpu()
+            for key, v in values.items():
                 hist[key].append(v)
             if self.configs[0].scheduler:
                 self._plateau(val_loss)
@@ -571,8 +635,8 @@ class _GroupTrainer:
         for k, c in enumerate(self.configs):
             state = {n: t[k].detach().cpu().clone() for n, t in self.best_state.items()}
             history = {key: [float(v[k]) for v in vals] for key, vals in hist.items()}
-            out.append(TrainResult(c, state, history, self.best_epoch[k],
-                                   _encoder_architecture(in_dim, out_dim, self.norm, state)))
+            out.append(TrainResult(c, state, history, self.selectors[k].best_epoch,
+                                   encoder_architecture(in_dim, out_dim, self.norm, state)))
         return out
 
     def _plateau(self, val_loss: torch.Tensor) -> None:
@@ -581,13 +645,11 @@ class _GroupTrainer:
             self.lr, self.plateau_best, self.plateau_bad, val_loss,
             self.configs[0].plateau_factor, self.configs[0].plateau_patience)
 
+    @torch.no_grad()
     def _select(self, epoch: int, val_loss, val_map, test_map) -> None:
         """Keep model k's weights when this epoch is its best so far (config.select)."""
-        for k, c in enumerate(self.configs):
-            crit = {"val_map": -float(val_map[k]), "val_loss": float(val_loss[k]), "last": -epoch,
-                    "test_map": -float(test_map[k])}[c.select]
-            if self.best_epoch[k] < 0 or crit < self.best_crit[k]:
-                self.best_crit[k], self.best_epoch[k] = crit, epoch
+        for k, selector in enumerate(self.selectors):
+            if selector.update(epoch, val_loss[k], val_map[k], test_map[k]):
                 for n, t in {**self.params, **self.buffers}.items():
                     self.best_state[n][k] = t[k]
 
@@ -607,4 +669,5 @@ def plateau_update(lr: torch.Tensor, best: torch.Tensor, bad: torch.Tensor, loss
     return lr, best, bad
 
 
-__all__ = ["train_models", "train_model", "plateau_update", "adam_step"]
+__all__ = ["train_models", "train_model", "plateau_update", "adam_step", "fused_adam_supported",
+           "UnitNorm", "PRECISIONS"]

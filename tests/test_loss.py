@@ -253,3 +253,163 @@ def test_one_generator_per_row_draws_each_row_from_its_own_stream():
         assert torch.equal(idx[k], alone) and torch.equal(ok[k], ok_alone)
     with pytest.raises(ValueError, match="one generator per row"):
         sample_impostors(clips, gens[:1])
+
+
+# -- the registry, and eq. 7 on score matrices ---------------------------------------------------
+
+def test_registered_losses_and_unknown_names():
+    from retrieval_lib.loss import get_loss, loss_names
+    assert loss_names()[:2] == ("triplet", "infonce")
+    assert get_loss("triplet").reads == ("margin",) and get_loss("infonce").reads == ("temperature",)
+    assert "Eq. 7" in get_loss("triplet").summary
+    for bad in ("InfoNCE", "", None, 7):
+        with pytest.raises(ValueError, match=r"unknown loss .*registered losses: triplet, infonce"):
+            get_loss(bad)
+
+
+def test_register_loss_refuses_bad_registrations():
+    from retrieval_lib.loss import register_loss
+
+    def ok(scores, clip_ids, *, margin=None, temperature=None, generator=None):
+        return scores.mean((-1, -2))
+    for name in ("", " padded ", None, 3):
+        with pytest.raises(ValueError, match="loss name must be a non-empty string"):
+            register_loss(name)(ok)
+    with pytest.raises(ValueError, match="reads must name fields among"):
+        register_loss("test-bad-reads", reads=("lr",))(ok)
+    with pytest.raises(ValueError, match="must accept \\(scores, clip_ids, \\*, margin, temperature"):
+        register_loss("test-bad-signature")(lambda scores: scores.sum())
+    with pytest.raises(ValueError, match="'triplet' is already registered"):
+        register_loss("triplet")(ok)
+
+
+def test_registered_triplet_on_scores_equals_triplet_loss(rng):
+    from retrieval_lib.loss import batch_scores, compute_loss, get_loss
+    a = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(12, 6))), dim=1)
+    t = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(12, 6))), dim=1)
+    clips = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 5, 5, 6, 7])
+    want = triplet_loss(a, t, clips, margin=0.3, generator=torch.Generator().manual_seed(3))
+    scores = batch_scores(a, t)
+    np.testing.assert_allclose(scores.numpy(), (t @ a.T).numpy(), atol=1e-12)   # caption x clip
+    got = compute_loss(get_loss("triplet"), scores, clips, margin=0.3, generator=torch.Generator().manual_seed(3))
+    assert float(got) == pytest.approx(float(want), abs=1e-12)
+
+
+def test_a_batch_of_models_equals_each_model_alone(rng):
+    """(K, B, B) scores with one generator, margin and temperature per model."""
+    from retrieval_lib.loss import compute_loss, get_loss
+    K, B = 3, 10
+    scores = torch.from_numpy(rng.uniform(-1, 1, size=(K, B, B)))
+    clips = torch.stack([torch.from_numpy(rng.integers(0, 4, size=B)) for _ in range(K)])
+    margins, taus = torch.tensor([0.1, 0.4, 0.9]), torch.tensor([0.05, 0.2, 1.0])
+    for name, kw in (("triplet", {"margin": margins}), ("infonce", {"temperature": taus})):
+        spec = get_loss(name)
+        many = compute_loss(spec, scores, clips, generator=[torch.Generator().manual_seed(k) for k in range(K)],
+                            **kw)
+        assert many.shape == (K,)
+        for k in range(K):
+            one = compute_loss(spec, scores[k], clips[k], generator=torch.Generator().manual_seed(k),
+                               **{key: float(v[k]) for key, v in kw.items()})
+            assert float(many[k]) == pytest.approx(float(one), rel=1e-6), (name, k)
+
+
+def test_shared_clip_ids_give_every_model_the_same_draws(rng):
+    """clip_ids (B,) with K score matrices and one generator: one set of impostors for all
+    models (the validation loss)."""
+    from retrieval_lib.loss import triplet_scores
+    a, t = coded_batch(6)
+    s = (t @ a.T).unsqueeze(0).repeat(4, 1, 1)                  # four identical models
+    clips = torch.tensor([0, 0, 1, 2, 2, 3])
+    pos, s_a, s_t, va, vt = triplet_scores(s, clips, torch.Generator().manual_seed(5))
+    assert s_a.shape == (4, 6) and (s_a == s_a[0]).all() and (s_t == s_t[0]).all()
+    # the caption-major layout: S[i, j] = t_i . a_j; the decoded impostors are other clips
+    j = (s_a[0].round() % 100 - 1).long()
+    k = (s_t[0].round() // 100 - 1).long()
+    assert (clips[j] != clips).all() and (clips[k] != clips).all()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.zeros(3, 4), "scores must be a \\(\\.\\.\\., B, B\\) tensor"),
+    (torch.zeros(4), "scores must be a \\(\\.\\.\\., B, B\\) tensor"),
+    ([[0.0, 1.0], [1.0, 0.0]], "scores must be a \\(\\.\\.\\., B, B\\) tensor")])
+def test_compute_loss_refuses_what_is_not_a_score_matrix(bad, message):
+    from retrieval_lib.loss import compute_loss, get_loss
+    with pytest.raises(ValueError, match=message):
+        compute_loss(get_loss("triplet"), bad, [0, 1, 2, 3])
+
+
+def test_compute_loss_refuses_clip_ids_and_per_model_values_of_the_wrong_size():
+    from retrieval_lib.loss import compute_loss, get_loss
+    s = torch.zeros(2, 3, 3)
+    with pytest.raises(ValueError, match="clip_ids must have one entry per pair \\(3\\)"):
+        compute_loss(get_loss("infonce"), s, [0, 1])
+    with pytest.raises(ValueError, match="temperature must be a number or one value per model \\(2,\\)"):
+        compute_loss(get_loss("infonce"), s, [0, 1, 2], temperature=torch.tensor([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="margin must be a number or one value per model"):
+        compute_loss(get_loss("triplet"), s, [0, 1, 2], margin=torch.tensor([0.1, 0.2, 0.3]))
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            compute_loss(get_loss("infonce"), s, [0, 1, 2], temperature=bad)
+
+
+# -- symmetric InfoNCE -----------------------------------------------------------------------------
+
+def info_nce_by_hand(s, clips, tau):
+    """Plain-Python symmetric InfoNCE: s[i][j] = caption i . clip of pair j; a pair j != i of
+    the same clip is neither a positive nor a negative (left out of both softmaxes)."""
+    n = len(clips)
+    keep = [[j == i or clips[j] != clips[i] for j in range(n)] for i in range(n)]
+    rows = [math.log(sum(math.exp(s[i][j] / tau) for j in range(n) if keep[i][j])) - s[i][i] / tau
+            for i in range(n)]
+    cols = [math.log(sum(math.exp(s[i][j] / tau) for i in range(n) if keep[i][j])) - s[j][j] / tau
+            for j in range(n)]
+    return 0.5 * (sum(rows) / n + sum(cols) / n)
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5, 0.05])
+def test_info_nce_by_hand(tau, rng):
+    from retrieval_lib.loss import info_nce_loss
+    a = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(7, 5))), dim=1)
+    t = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(7, 5))), dim=1)
+    clips = [3, 3, 1, 4, 4, 4, 9]
+    s = (t @ a.T).tolist()
+    want = info_nce_by_hand(s, clips, tau)
+    assert float(info_nce_loss(a, t, clips, temperature=tau)) == pytest.approx(want, rel=1e-9)
+
+
+def test_info_nce_small_case_worked_out():
+    # two pairs of different clips, scores by hand: S = [[1, 0], [0, 1]] at tau = 1:
+    # each row and column: -log(e / (e + 1)) = log(1 + 1/e)
+    from retrieval_lib.loss import compute_loss, get_loss
+    s = torch.eye(2, dtype=torch.float64)
+    got = compute_loss(get_loss("infonce"), s, [0, 1], temperature=1.0)
+    assert float(got) == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-12)
+    # the same two captions of ONE clip: nothing to contrast, each softmax has one term: 0
+    assert float(compute_loss(get_loss("infonce"), s, [5, 5], temperature=1.0)) == 0.0
+
+
+def test_info_nce_siblings_are_not_negatives():
+    """Raising the score of a caption with a sibling pair's clip (same clip) changes nothing."""
+    from retrieval_lib.loss import compute_loss, get_loss
+    spec = get_loss("infonce")
+    s = torch.tensor([[0.9, 0.1, 0.2], [0.3, 0.8, 0.1], [0.0, 0.2, 0.7]], dtype=torch.float64)
+    clips = [4, 4, 6]
+    base = float(compute_loss(spec, s, clips, temperature=0.1))
+    sibling = s.clone()
+    sibling[0, 1] = sibling[1, 0] = 5.0        # pairs 0 and 1 share clip 4
+    assert float(compute_loss(spec, sibling, clips, temperature=0.1)) == pytest.approx(base, rel=1e-12)
+    other = s.clone()
+    other[0, 2] = 5.0                           # clip 6 is a negative of caption 0: the loss grows
+    assert float(compute_loss(spec, other, clips, temperature=0.1)) > base + 1
+
+
+def test_info_nce_gradient_reaches_a_learned_temperature():
+    from retrieval_lib.loss import compute_loss, get_loss
+    s = torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64, requires_grad=True)
+    log_tau = torch.tensor(math.log(0.5), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, lt: compute_loss(get_loss("infonce"), x, [0, 1], temperature=lt.exp()), (s, log_tau))
+    loss = compute_loss(get_loss("infonce"), s, [0, 1], temperature=log_tau.exp())
+    loss.backward()
+    # the positives win every softmax: a lower temperature sharpens them, so d loss / d log tau > 0
+    assert float(log_tau.grad) > 0

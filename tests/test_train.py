@@ -7,6 +7,7 @@ over seeds. Data are small synthetic corpora with a learnable signal (captions a
 linear function of the clip's logits) so that training moves the metrics.
 """
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ from retrieval_lib.metrics import retrieval_metrics
 from retrieval_lib.tags import tag_embedding
 from retrieval_lib.text import query_embedding
 from retrieval_lib.train import (TrainConfig, TrainResult, ensemble_scores, paper_ablation_configs,
-                                 plateau_update, results_table, train_model, train_models, train_naive)
+                                 plateau_update, results_table, save_results, train_model, train_models,
+                                 train_naive)
 
 IN, D = 24, 16          # logits per clip (= number of tags) and embedding size, kept small
 
@@ -404,23 +406,34 @@ def _relabel(corpus, **prov):
 
 
 def test_checkpoint_records_config_architecture_and_provenance(corpus, tmp_path):
-    c = _relabel(corpus, text_model="model-A", passt_variant="10s", passt_pretrained=True)
+    c = _relabel(corpus, text_model="model-A", audio_frontend="passt-10s", audio_pretrained=True,
+                 audio_weights="sha256:" + "ab" * 32)
     res = train_model(TrainConfig(epochs=1, batch_size=32, norm="batch"), c)
     back = TrainResult.load(res.save(tmp_path / "m.pt"))
     assert back.config == res.config
     assert back.architecture == {"class": "AudioEncoder", "module": "retrieval_lib.model", "in_dim": IN,
                                  "out_dim": D, "norm": "batch",
                                  "state": {k: list(v.shape) for k, v in res.state_dict.items()}}
-    assert back.provenance["text_model"] == "model-A" and back.provenance["text_dim"] == D
-    assert back.provenance["synthetic"] is True and back.provenance["passt_variant"] == "10s"
-    # a corpus made with another text model or PaSST is refused, naming both sides
-    with pytest.raises(ValueError, match="text_model: checkpoint 'model-A' vs corpus 'model-B'"):
-        TrainResult.load(tmp_path / "m.pt", corpus=_relabel(corpus, text_model="model-B"))
-    with pytest.raises(ValueError, match="passt_pretrained: checkpoint True vs corpus False"):
-        back.check_corpus(_relabel(c, passt_pretrained=False))
-    with pytest.raises(ValueError, match="synthetic: checkpoint True vs corpus False"):
+    p = back.provenance
+    assert p["text_model"] == "model-A" and p["text_dim"] == D and p["synthetic"] is True
+    assert p["audio_frontend"] == "passt-10s" and p["audio_pretrained"] is True
+    assert p["audio_weights"] == "sha256:" + "ab" * 32 and p["audio_dim"] == IN and p["audio_classes"] == IN
+    assert not {"passt_variant", "passt_pretrained", "n_tags"} & set(p)      # model-neutral keys only
+    # a corpus made with another text model, front end or weights is refused, naming both sides
+    with pytest.raises(ValueError, match="text_model: checkpoint has 'model-A', corpus has 'model-B'"):
+        TrainResult.load(tmp_path / "m.pt", corpus=_relabel(c, text_model="model-B"))
+    with pytest.raises(ValueError, match="audio_pretrained: checkpoint has True, corpus has False"):
+        back.check_corpus(_relabel(c, audio_pretrained=False))
+    with pytest.raises(ValueError, match="audio_weights: checkpoint has 'sha256:abab.*corpus has 'random:"):
+        back.check_corpus(_relabel(c, audio_weights="random:seed=0:sha1=00"))
+    with pytest.raises(ValueError, match="audio_frontend: checkpoint has 'passt-10s', corpus has 'passt-20s'"):
+        back.check_corpus(_relabel(c, passt_variant="20s", audio_frontend=None))   # an older corpus record
+    with pytest.raises(ValueError, match="synthetic: checkpoint has True, corpus has False"):
         results_table([back], _relabel(c, source="clotho"))
     TrainResult.load(tmp_path / "m.pt", corpus=c)          # the matching corpus loads
+    # a corpus that records only the older keys of the same front end matches
+    TrainResult.load(tmp_path / "m.pt", corpus=_relabel(corpus, text_model="model-A", passt_variant="10s",
+                                                       passt_pretrained=True))
 
 
 def test_checkpoint_with_another_norm_is_refused(corpus):
@@ -457,15 +470,30 @@ def test_explicit_cpu_device_equals_the_default_here(corpus):
     if torch.cuda.is_available():
         pytest.skip("the default device is CUDA on this machine")
     cfg = TrainConfig(epochs=2, batch_size=32, seed=3, select="last")
-    assert train_naive(cfg, corpus).state_dict.keys() == train_naive(cfg, corpus, device="cpu").state_dict.keys()
     assert _max_diff(train_naive(cfg, corpus).state_dict, train_naive(cfg, corpus, device="cpu").state_dict) == 0
     assert _max_diff(train_model(cfg, corpus).state_dict, train_model(cfg, corpus, device="cpu").state_dict) == 0
-    with pytest.raises(ValueError, match="cuda.*is_available"):
-        train_naive(cfg, corpus, device="cuda")
-    with pytest.raises(ValueError, match="cuda.*is_available"):
-        train_models([cfg], corpus, device="cuda")
-    with pytest.raises(ValueError, match="not a torch device"):
-        train_naive(cfg, corpus, device="gpu0")
+
+
+@pytest.mark.parametrize("device, message", [
+    ("tpu", "tpu"), ("gpu0", "not a device: 'gpu0'"), ("cuda:7", "cuda:7"), ("cuda", "no CUDA GPU"),
+    (3, "device must be a string"), (True, "device must be a string")])
+@pytest.mark.parametrize("trainer", ["naive", "fast"])
+def test_bad_devices_are_refused_before_any_work(corpus, device, message, trainer):
+    """core.resolve_device answers first: the corpus (here not even a corpus) is never read."""
+    if torch.cuda.is_available() and device == "cuda":
+        pytest.skip("a GPU exists here")
+    cfg = TrainConfig(epochs=1, batch_size=32)
+    with pytest.raises(ValueError, match=message):
+        if trainer == "naive":
+            train_naive(cfg, "not a corpus", device=device)
+        else:
+            train_models([cfg], "not a corpus", device=device)
+
+
+def test_train_keeps_the_device_resolver_name():
+    import retrieval_lib.core as core
+    import retrieval_lib.train as tr
+    assert tr.resolve_device is core.resolve_device
 
 
 def test_streams_are_drawn_on_the_cpu_whatever_the_data_device():
@@ -490,8 +518,8 @@ def test_cuda_matches_cpu_within_tolerance(corpus):        # pragma: no cover - 
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_adam_step_equals_torch_adam(fused):
-    from retrieval_lib.fast_train import _fused_adam_supported, adam_step
-    if fused and not _fused_adam_supported(torch.device("cpu")):
+    from retrieval_lib.fast_train import adam_step, fused_adam_supported
+    if fused and not fused_adam_supported(torch.device("cpu")):
         pytest.skip("no fused CPU Adam in this torch")
     g = torch.Generator().manual_seed(0)
     p_ref = torch.randn(3, 4, generator=g)
@@ -515,11 +543,34 @@ def test_no_private_torch_op_in_the_trainers():
         assert "torch._fused" not in inspect.getsource(mod)
 
 
-def test_fast_trainer_module_and_reexport():
+def _imports(module) -> list:
+    """(imported module, names) of every `from ... import` in a module, nested ones included."""
+    import ast
+    import inspect
+    out = []
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.ImportFrom):
+            out.append(("." * node.level + (node.module or ""), [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out.extend((a.name, []) for a in node.names)
+    return out
+
+
+def test_trainer_modules_have_no_cycle_and_import_no_private_name():
     import retrieval_lib.fast_train as ft
+    import retrieval_lib.loss as ls
     import retrieval_lib.train as tr
+    import retrieval_lib.train_base as tb
     assert tr.train_models is ft.train_models and tr.train_model is ft.train_model
-    assert "only the paper" in ft.__doc__ or "trains only" in ft.__doc__
+    graph = {m.__name__: {name for name, _ in _imports(m)} for m in (ft, tb, ls, tr)}
+    assert ".train" not in graph["retrieval_lib.fast_train"]          # train imports fast_train, not back
+    assert not {".train", ".fast_train"} & graph["retrieval_lib.train_base"]
+    assert not {".train", ".fast_train", ".train_base"} & graph["retrieval_lib.loss"]
+    for m in (ft, tb, ls, tr):
+        private = [(mod, n) for mod, names in _imports(m) if mod.startswith(".") for n in names
+                   if n.startswith("_")]
+        assert not private, (m.__name__, private)
+    assert "only the paper's AudioEncoder" in ft.__doc__
 
 
 # -- one-call scoring and top-level names ------------------------------------------------------------
@@ -561,3 +612,435 @@ def test_checkpoints_of_the_previous_format_still_load(corpus, tmp_path):
     assert back.architecture["class"] == "AudioEncoder" and back.architecture["norm"] == "layer"
     assert back.provenance == {}
     assert torch.equal(back.scores(corpus.test, corpus.tag_emb), res.scores(corpus.test, corpus.tag_emb))
+
+
+# -- every registered loss in both trainers ------------------------------------------------------
+
+INFONCE = dict(loss="infonce")
+LEARNED = dict(loss="infonce", learn_temperature=True)
+
+
+@pytest.mark.parametrize("norm, lam, seed, loss", [
+    ("layer", 0.8, 7, INFONCE), ("batch", 0.5, 3, INFONCE), ("none", 1.0, 1, dict(INFONCE, temperature=0.2)),
+    ("layer", 0.8, 4, LEARNED), ("batch", 0.3, 5, dict(LEARNED, temperature=0.1)), ("none", 1.0, 6, LEARNED),
+    ("layer", 0.0, 2, LEARNED), ("layer", 0.0, 2, INFONCE),
+    ("layer", 0.6, 8, dict(loss="triplet", margin=0.7)), ("batch", 1.0, 9, dict(loss="triplet", margin=0.2))])
+def test_both_trainers_agree_on_every_loss(corpus, norm, lam, seed, loss):
+    cfg = TrainConfig(norm=norm, lam=lam, epochs=4, batch_size=32, seed=seed, select="last", **loss)
+    ref = train_naive(cfg, corpus)
+    fast = train_model(cfg, corpus)
+    assert _max_diff(ref.state_dict, fast.state_dict) < 1e-4
+    keys = ["train_loss", "val_loss", "val_map"] + (["temperature"] if cfg.loss == "infonce" else [])
+    for key in keys:
+        np.testing.assert_allclose(fast.history[key], ref.history[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert set(fast.history) == set(ref.history)
+    if cfg.learn_temperature:      # the temperature was learned (and both learned it alike)
+        assert abs(ref.history["temperature"][-1] - cfg.temperature) > 1e-4
+        assert fast.temperature == pytest.approx(ref.history["temperature"][-1], rel=1e-5)
+    elif cfg.loss == "infonce":
+        assert ref.history["temperature"] == pytest.approx([cfg.temperature] * 4, rel=1e-7)
+    if lam > 0:    # training moved the weights (parity of two no-ops would prove nothing)
+        init = train_naive(cfg.replace(epochs=1, lr=1e-12), corpus).state_dict
+        assert _max_diff(init, fast.state_dict) > 1e-3
+
+
+def test_infonce_by_the_registered_function_in_the_naive_loop(corpus):
+    """train_naive(loss='infonce') equals the same loop with loss_fn = info_nce_loss."""
+    from retrieval_lib.loss import info_nce_loss
+    cfg = TrainConfig(epochs=2, batch_size=32, seed=2, select="last")
+    by_name = train_naive(cfg.replace(loss="infonce", temperature=0.1), corpus)
+    by_fn = train_naive(cfg, corpus, loss_fn=lambda a, t, c, margin, generator: info_nce_loss(a, t, c, 0.1))
+    assert _max_diff(by_name.state_dict, by_fn.state_dict) < 1e-6
+    np.testing.assert_allclose(by_name.history["val_loss"], by_fn.history["val_loss"], rtol=1e-6)
+    # and the loss differs from eq. 7's (the config really switched the loss)
+    triplet = train_naive(cfg, corpus)
+    assert _max_diff(triplet.state_dict, by_name.state_dict) > 1e-3
+
+
+def test_infonce_models_do_not_depend_on_their_group(corpus):
+    base = TrainConfig(epochs=3, batch_size=32, seed=5, select="last", loss="infonce", learn_temperature=True)
+    alone = train_model(base, corpus)
+    group = [base.replace(seed=1, temperature=0.2), base, base.replace(lam=0.4, temperature=0.02, lr=3e-3)]
+    together = train_models(group, corpus, progress=False)
+    assert _max_diff(alone.state_dict, together[1].state_dict) < 1e-5
+    assert together[1].history["temperature"] == pytest.approx(alone.history["temperature"], rel=1e-6)
+    assert together[0].history["temperature"][0] != pytest.approx(together[1].history["temperature"][0])
+
+
+def test_losses_are_trained_in_separate_groups(corpus):
+    """Configs of different losses in one call: each model equals its training alone."""
+    cfgs = [TrainConfig(epochs=2, batch_size=32, seed=s, select="last", **kw)
+            for s, kw in ((0, {}), (1, INFONCE), (2, LEARNED), (3, {}))]
+    together = train_models(cfgs, corpus, progress=False)
+    for c, r in zip(cfgs, together):
+        assert r.config == c
+        assert _max_diff(train_model(c, corpus).state_dict, r.state_dict) < 1e-5
+
+
+@pytest.mark.parametrize("norm, lam, loss, precision", [
+    ("layer", 0.8, {}, "fp32"), ("batch", 0.5, LEARNED, "fp32"), ("none", 1.0, INFONCE, "fp32"),
+    ("layer", 0.7, {}, "bf16"), ("layer", 0.8, LEARNED, "bf16")])
+def test_hand_written_pieces_equal_plain_autograd(corpus, norm, lam, loss, precision):
+    """The fused l2-norm backward and the preallocated weight gradient give autograd's weights."""
+    cfgs = [TrainConfig(norm=norm, lam=lam, epochs=3, batch_size=32, seed=s, select="last", **loss)
+            for s in (0, 1, 2)]
+    fast = train_models(cfgs, corpus, progress=False, precision=precision)
+    plain = train_models(cfgs, corpus, progress=False, precision=precision, autograd_only=True)
+    for a, b in zip(fast, plain):
+        assert _max_diff(a.state_dict, b.state_dict) < (1e-5 if precision == "fp32" else 2e-3)
+        np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=1e-4)
+
+
+def test_unit_norm_backward_equals_autograd():
+    from retrieval_lib.fast_train import UnitNorm
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(UnitNorm.apply, (x,), eps=1e-6, atol=1e-6)
+    x = x.detach().clone()
+    x[0, 1] = 0.0                       # rows where the clamp of F.normalize is active
+    x[1, 2] = 1e-14
+    x.requires_grad_(True)
+    up = torch.randn(3, 5, 7, dtype=torch.float64, generator=g)
+    ours = torch.autograd.grad((UnitNorm.apply(x) * up).sum(), x)[0]
+    theirs = torch.autograd.grad((F.normalize(x, dim=-1) * up).sum(), x)[0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(UnitNorm.apply(x), F.normalize(x, dim=-1))
+
+
+# -- a registered loss of one's own ---------------------------------------------------------------
+
+def _scaled_triplet(scores, clip_ids, *, margin=0.4, temperature=None, generator=None):
+    """Twice eq. 7 (a test loss: the same optimum, twice the gradient)."""
+    from retrieval_lib.loss import get_loss
+    return 2.0 * get_loss("triplet").fn(scores, clip_ids, margin=margin, generator=generator)
+
+
+def test_a_registered_loss_trains_in_both_trainers(corpus):
+    from retrieval_lib.loss import loss_names, register_loss
+    register_loss("test-scaled-triplet", reads=("margin",), replace=True)(_scaled_triplet)
+    assert "test-scaled-triplet" in loss_names()
+    cfg = TrainConfig(epochs=3, batch_size=32, seed=4, select="last", loss="test-scaled-triplet")
+    ref, fast = train_naive(cfg, corpus), train_model(cfg, corpus)
+    assert _max_diff(ref.state_dict, fast.state_dict) < 1e-4
+    plain = train_naive(cfg.replace(loss="triplet", scheduler=False, lr=1e-12), corpus)
+    twice = train_naive(cfg.replace(scheduler=False, lr=1e-12), corpus)
+    np.testing.assert_allclose(twice.history["val_loss"], 2 * np.array(plain.history["val_loss"]), rtol=1e-5)
+    assert "temperature" not in ref.history and ref.temperature is None
+
+
+def test_a_loss_of_the_wrong_shape_is_named(corpus):
+    from retrieval_lib.loss import register_loss
+
+    @register_loss("test-wrong-shape", replace=True)
+    def wrong(scores, clip_ids, *, margin=None, temperature=None, generator=None):
+        return scores.sum()             # one number for all models: wrong for K models
+    cfg = TrainConfig(epochs=1, batch_size=32, loss="test-wrong-shape")
+    with pytest.raises(ValueError, match="loss 'test-wrong-shape' returned"):
+        train_models([cfg, cfg.replace(seed=1)], corpus, progress=False)
+
+
+def test_an_interactive_loss_with_workers_is_refused_clearly(corpus):
+    from retrieval_lib.loss import register_loss
+    register_loss("test-lambda", replace=True)(
+        lambda scores, clip_ids, *, margin=None, temperature=None, generator=None: scores.mean((-1, -2)))
+    cfgs = [TrainConfig(norm=n, epochs=1, batch_size=32, loss="test-lambda") for n in ("layer", "none")]
+    with pytest.raises(ValueError, match="worker processes cannot import it.*workers=1"):
+        train_models(cfgs, corpus, progress=False, workers=2)
+    assert len(train_models(cfgs, corpus, progress=False, workers=1)) == 2
+
+
+# -- TrainConfig: the loss fields ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["InfoNCE", "", "triplet ", 3, None, ["triplet"]])
+def test_unknown_loss_names_list_the_known_ones(bad):
+    with pytest.raises(ValueError, match=r"TrainConfig.loss.*'triplet'.*'infonce'") as err:
+        TrainConfig(loss=bad)
+    assert repr(bad) in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.05, float("nan"), float("inf"), "0.05", True, None])
+def test_bad_temperatures_are_refused(bad):
+    with pytest.raises(ValueError, match="TrainConfig.temperature"):
+        TrainConfig(loss="infonce", temperature=bad)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None, 0.0])
+def test_learn_temperature_must_be_a_bool(bad):
+    with pytest.raises(ValueError, match="TrainConfig.learn_temperature must be True or False"):
+        TrainConfig(loss="infonce", learn_temperature=bad)
+
+
+def test_a_learned_temperature_needs_a_loss_that_reads_one():
+    with pytest.raises(ValueError, match="learn_temperature=True needs a loss that reads a temperature.*'triplet'"):
+        TrainConfig(learn_temperature=True)
+    c = TrainConfig(loss="infonce", temperature=np.float32(0.1), learn_temperature=np.bool_(True))
+    assert type(c.temperature) is float and c.learn_temperature is True
+    assert c.label() == "loss=infonce norm=layer lam=0.8 tau=0.1 learned seed=0"
+    assert TrainConfig().label() == "norm=layer lam=0.8 margin=0.4 seed=0"        # as before
+    assert TrainConfig(loss="infonce", margin=0.9).margin == 0.9                   # kept, unread
+
+
+# -- the format-2 checkpoints written by the previous trainers ----------------------------------------
+
+DATA = Path(__file__).resolve().parent / "data"
+FORMAT2 = {"source": "clotho", "dataset": "test fixture (random numbers)", "text_model": "offline",
+           "passt_variant": "10s", "passt_pretrained": True}
+
+
+def _format2_corpus(**provenance) -> Corpus:
+    z = np.load(DATA / "format2_corpus.npz")
+    splits = [RetrievalSplit(s, z[f"{s}_logits"], z[f"{s}_text_emb"], z[f"{s}_caption_clip"])
+              for s in ("train", "val", "test")]
+    prov = {k: v for k, v in {**FORMAT2, **provenance}.items() if v is not None}
+    return Corpus(*splits, z["tag_emb"], prov)
+
+
+def _numpy_scores(state: dict, split: RetrievalSplit, tag_emb: np.ndarray, lam: float, norm: str) -> np.ndarray:
+    """Eq. 1-6 in numpy, independently of the library: the scores a checkpoint must give."""
+    x = split.logits.astype(np.float64)
+    if norm == "layer":
+        x = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    elif norm == "batch":
+        x = (x - state["norm.running_mean"].double().numpy()) / np.sqrt(
+            state["norm.running_var"].double().numpy() + 1e-5)
+    if norm != "none":
+        x = x * state["norm.weight"].double().numpy() + state["norm.bias"].double().numpy()
+    z = x @ state["linear.weight"].double().numpy().T + state["linear.bias"].double().numpy()
+    ea = z / np.linalg.norm(z, axis=1, keepdims=True)
+    p = 1 / (1 + np.exp(-split.logits.astype(np.float64)))
+    et = (p / p.sum(1, keepdims=True)) @ tag_emb.astype(np.float64)
+    et /= np.linalg.norm(et, axis=1, keepdims=True)
+    e = lam * ea + (1 - lam) * et
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    t = split.text_emb.astype(np.float64)
+    t = (t - t.mean(1, keepdims=True)) / np.sqrt(t.var(1, keepdims=True) + 1e-5)
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    return t @ e.T
+
+
+@pytest.mark.parametrize("name, norm", [("format2_naive_layer.pt", "layer"), ("format2_fast_batch.pt", "batch")])
+def test_format2_checkpoints_load_and_evaluate(name, norm):
+    corpus = _format2_corpus()
+    res = TrainResult.load(DATA / name, corpus=corpus)
+    assert res.config.loss == "triplet" and res.config.norm == norm        # no loss field: eq. 7
+    assert res.provenance["audio_frontend"] == "passt-10s" and res.provenance["audio_classes"] == 24
+    assert res.provenance["text_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    want = _numpy_scores(res.state_dict, corpus.test, corpus.tag_emb, res.config.lam, norm)
+    np.testing.assert_allclose(res.scores(corpus.test, corpus.tag_emb).numpy(), want, atol=1e-5)
+    # the kept weights score on val what the old trainer logged for the kept epoch
+    assert res.evaluate(corpus.val, corpus.tag_emb)["mAP@10"] == pytest.approx(
+        res.history["val_map"][res.best_epoch], abs=1e-6)
+    # in today's keys (audio_frontend ...), the same corpus matches too
+    TrainResult.load(DATA / name, corpus=_format2_corpus(passt_variant=None, passt_pretrained=None,
+                                                         audio_frontend="passt-10s", audio_pretrained=True,
+                                                         text_model="sentence-transformers/all-MiniLM-L6-v2"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(passt_variant="20s"), "audio_frontend: checkpoint has 'passt-10s', corpus has 'passt-20s'"),
+    (dict(passt_variant=None, audio_frontend="beats"), "audio_frontend: checkpoint has 'passt-10s', corpus has 'beats'"),
+    (dict(passt_pretrained=False), "audio_pretrained: checkpoint has True, corpus has False"),
+    (dict(text_model="sentence-transformers/all-mpnet-base-v2"), "text_model: checkpoint has"),
+    (dict(source="synthetic"), "synthetic: checkpoint has False, corpus has True")])
+def test_format2_checkpoints_refuse_another_corpus(change, message):
+    with pytest.raises(ValueError, match=f"format2_naive_layer.pt: .*{message}"):
+        TrainResult.load(DATA / "format2_naive_layer.pt", corpus=_format2_corpus(**change))
+
+
+def test_same_numbers_as_the_previous_trainers():
+    """Retrained with today's code, eq. 7 gives the weights the previous trainers saved."""
+    corpus = _format2_corpus()
+    old_naive = TrainResult.load(DATA / "format2_naive_layer.pt")
+    new_naive = train_naive(old_naive.config, corpus, device="cpu")
+    assert _max_diff(old_naive.state_dict, new_naive.state_dict) < 1e-5
+    assert new_naive.best_epoch == old_naive.best_epoch
+    for key in ("train_loss", "val_loss", "val_map"):
+        np.testing.assert_allclose(new_naive.history[key], old_naive.history[key], rtol=1e-5, atol=1e-6)
+    old_fast = TrainResult.load(DATA / "format2_fast_batch.pt")
+    new_fast = train_model(old_fast.config, corpus, device="cpu")
+    assert _max_diff(old_fast.state_dict, new_fast.state_dict) < 1e-5
+    np.testing.assert_allclose(new_fast.history["val_loss"], old_fast.history["val_loss"], rtol=1e-5)
+
+
+def test_format2_checkpoint_saved_again_is_format3(tmp_path):
+    res = TrainResult.load(DATA / "format2_naive_layer.pt")
+    blob = torch.load(res.save(tmp_path / "again.pt"), weights_only=True)
+    assert blob["format"] == 3 and blob["config"]["loss"] == "triplet"
+    back = TrainResult.load(tmp_path / "again.pt", corpus=_format2_corpus())
+    assert _max_diff(back.state_dict, res.state_dict) == 0
+
+
+# -- malformed checkpoints, unsafe saves ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved_blob(corpus, tmp_path_factory):
+    path = train_model(TrainConfig(epochs=2, batch_size=32), corpus).save(tmp_path_factory.mktemp("ck") / "ok.pt")
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("field_, value, message", [
+    ("config", 5, "field 'config' must be a dict"), ("config", None, "field 'config' must be a dict"),
+    ("config", "norm=layer", "field 'config' must be a dict"), ("config", ["layer"], "field 'config' must be a dict"),
+    ("config", {"lam": "high"}, "TrainConfig.lam must be a number"),
+    ("format", "3", "field 'format' must be an integer"), ("format", 2.0, "field 'format' must be an integer"),
+    ("format", True, "field 'format' must be an integer"), ("format", 0, "field 'format' must be an integer >= 1"),
+    ("format", 99, "format 99 is newer"),
+    ("best_epoch", "1", "field 'best_epoch' must be an integer"), ("best_epoch", 1.0, "field 'best_epoch' must be an integer"),
+    ("best_epoch", None, "field 'best_epoch' must be an integer"), ("best_epoch", 2, "field 'best_epoch' is 2, outside"),
+    ("best_epoch", -1, "field 'best_epoch' is -1, outside"),
+    ("history", 5, "field 'history' must be a dict"), ("history", ["val_map"], "field 'history' must be a dict"),
+    ("history", {"val_map": "0.3"}, "field 'history': 'val_map' must be a list of numbers"),
+    ("history", {"val_map": [0.1, 0.2], "val_loss": [0.3]}, "per-epoch lists differ in length"),
+    ("state_dict", {"linear.weight": [[0.0]]}, "field 'state_dict': 'linear.weight' is a list, not a tensor"),
+    ("state_dict", {"linear.weight": None}, "'linear.weight' is a NoneType, not a tensor"),
+    ("state_dict", {}, "field 'state_dict' must be a non-empty dict"),
+    ("state_dict", "weights", "field 'state_dict' must be a non-empty dict"),
+    ("architecture", "AudioEncoder", "field 'architecture' must be a dict"),
+    ("provenance", ["clotho"], "field 'provenance' must be a dict")])
+def test_malformed_checkpoint_metadata_names_file_and_field(saved_blob, tmp_path, field_, value, message):
+    import copy
+    blob = copy.deepcopy(saved_blob)
+    if field_ == "state_dict" and isinstance(value, dict) and value:
+        blob["state_dict"] = {**blob["state_dict"], **value}
+    else:
+        blob[field_] = value
+    path = tmp_path / "bad.pt"
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match=f"bad.pt: .*{message}"):
+        TrainResult.load(path)
+
+
+def test_numpy_integers_are_accepted_where_an_int_is(corpus, saved_blob, tmp_path):
+    r = TrainResult.load(_write(tmp_path / "np.pt", saved_blob))
+    again = TrainResult(r.config, r.state_dict, r.history, np.int64(1), r.architecture, r.provenance)
+    assert again.best_epoch == 1 and type(again.best_epoch) is int
+    cfgs = [TrainConfig(epochs=np.int32(1), batch_size=np.int64(32), seed=np.uint8(s)) for s in (0, 1)]
+    out = train_models(cfgs, corpus, progress=False, max_group=np.int64(1), workers=np.int16(1),
+                       num_threads=np.int32(1))
+    assert len(out) == 2 and out[0].config.epochs == 1
+
+
+@pytest.mark.parametrize("name, value", [("max_group", 0), ("max_group", 2.0), ("max_group", True),
+                                          ("workers", "2"), ("workers", -1), ("num_threads", 1.5),
+                                          ("num_threads", 0)])
+def test_bad_trainer_arguments_are_named(corpus, name, value):
+    with pytest.raises(ValueError, match=name):
+        train_models([TrainConfig(epochs=1, batch_size=32)], corpus, progress=False, **{name: value})
+
+
+def _write(path, blob):
+    torch.save(blob, path)
+    return path
+
+
+def test_saving_onto_a_folder_is_refused_before_writing(corpus, tmp_path):
+    from retrieval_lib.core import UnsafePathError
+    res = train_model(TrainConfig(epochs=1, batch_size=32), corpus)
+    target = tmp_path / "model.pt"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(UnsafePathError, match="model.pt is a folder"):
+        res.save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before          # no hidden temporary file
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="a_file exists and is not a folder"):
+        res.save(blocker / "model.pt")
+    with pytest.raises(ValueError, match="a_file exists and is not a folder"):
+        save_results([res], blocker)
+    # an ordinary save over an older checkpoint replaces it and leaves nothing else behind
+    res.save(tmp_path / "m.pt")
+    res.save(tmp_path / "m.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["a_file", "m.pt"])
+
+
+# -- splits no trainer can use, corpora without tags ---------------------------------------------------
+
+def _with(corpus, **splits) -> Corpus:
+    parts = {s: splits.get(s, getattr(corpus, s)) for s in ("train", "val", "test")}
+    return Corpus(parts["train"], parts["val"], parts["test"], corpus.tag_emb, corpus.provenance)
+
+
+def _one_clip(split: RetrievalSplit, n_clips: int = 1) -> RetrievalSplit:
+    """The split's first n_clips clips, every caption attached to clip 0."""
+    return RetrievalSplit(split.name, split.logits[:n_clips], split.text_emb[:7], np.zeros(7, dtype=np.int64))
+
+
+@pytest.mark.parametrize("trainer", ["naive", "fast"])
+@pytest.mark.parametrize("which, n_clips, kwargs, message", [
+    ("val", 1, {}, "split 'val': its captions all belong to one clip"),
+    ("val", 4, {}, "split 'val': its captions all belong to one clip"),
+    ("train", 1, {}, "split 'train': its captions all belong to one clip"),
+    ("train", 3, {}, "split 'train': its captions all belong to one clip"),
+    ("test", 1, {"track_test": True}, "split 'test' \\(tracked as the test split\\)"),
+    ("test", 2, {"select": "test_map"}, "split 'test' \\(tracked as the test split\\)")])
+def test_splits_of_one_clip_are_refused(corpus, trainer, which, n_clips, kwargs, message):
+    bad = _with(corpus, **{which: _one_clip(getattr(corpus, which), n_clips)})
+    track = kwargs.get("track_test", False)
+    cfg = TrainConfig(epochs=1, batch_size=32, select=kwargs.get("select", "val_map"))
+    with pytest.raises(ValueError, match=message):
+        if trainer == "naive":
+            train_naive(cfg, bad, track_test=track)
+        else:
+            train_models([cfg], bad, track_test=track, progress=False)
+
+
+def test_a_test_split_of_one_clip_is_fine_when_not_tracked(corpus):
+    ok = _with(corpus, test=_one_clip(corpus.test))
+    cfg = TrainConfig(epochs=1, batch_size=32)
+    assert train_naive(cfg, ok).best_epoch == 0 and train_model(cfg, ok).best_epoch == 0
+
+
+def _without_tags(corpus) -> Corpus:
+    return Corpus(corpus.train, corpus.val, corpus.test, None, corpus.provenance)
+
+
+@pytest.mark.parametrize("trainer", ["naive", "fast"])
+@pytest.mark.parametrize("lam", [0.8, 0.0, 0.999])
+def test_without_tag_embeddings_only_lam_one_trains(corpus, trainer, lam):
+    bare = _without_tags(corpus)
+    with pytest.raises(ValueError, match=r"no tag embeddings.*only lam = 1.0.*lam=" + str(lam).rstrip("0").rstrip(".")):
+        if trainer == "naive":
+            train_naive(TrainConfig(lam=lam, epochs=1, batch_size=32), bare)
+        else:
+            train_models([TrainConfig(epochs=1, batch_size=32), TrainConfig(lam=lam, epochs=1, batch_size=32)],
+                         bare, progress=False)
+
+
+def test_without_tag_embeddings_lam_one_trains_in_both_and_evaluates(corpus, tmp_path):
+    bare = _without_tags(corpus)
+    cfg = TrainConfig(lam=1.0, epochs=3, batch_size=32, seed=3, select="last", loss="infonce")
+    ref, fast = train_naive(cfg, bare), train_model(cfg, bare)
+    assert _max_diff(ref.state_dict, fast.state_dict) < 1e-4
+    assert fast.provenance["audio_classes"] == 0
+    back = TrainResult.load(fast.save(tmp_path / "bare.pt"), corpus=bare)
+    assert back.evaluate(bare.test, None) == fast.evaluate(bare.test, None)
+    # lam = 1 ignores W_t: the same model scores the same with the tagged corpus's W_t
+    assert fast.evaluate(bare.test, None)["mAP@10"] == pytest.approx(
+        fast.evaluate(corpus.test, corpus.tag_emb)["mAP@10"], abs=1e-6)
+    with pytest.raises(ValueError, match="audio_classes: checkpoint has 0, corpus has 24"):
+        back.check_corpus(corpus)
+    tagged = train_model(cfg.replace(lam=0.8), corpus)
+    with pytest.raises(ValueError, match="needs tag_emb.*lam=0.8"):
+        tagged.evaluate(corpus.test, None)
+
+
+# -- the benchmark runs -------------------------------------------------------------------------------
+
+def test_benchmark_smoke_mode_runs(capsys):
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+    spec = importlib.util.spec_from_file_location("train_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--smoke"])
+    text = capsys.readouterr().out
+    for row in ("reference: hand-written fast trainer", "fast trainer (autograd), eq. 7",
+                "InfoNCE tau=0.05 fixed", "InfoNCE tau learned", "naive loop", "triplet / reference",
+                "infonce / triplet"):
+        assert row in text
+    assert set(out["ms_per_model_epoch"]) == {"reference", "triplet", "infonce", "infonce_learned",
+                                              "triplet_autograd_only", "naive"}
+    assert all(v > 0 and math.isfinite(v) for v in out["ratios"].values())
