@@ -509,11 +509,12 @@ def test_streams_are_drawn_on_the_cpu_whatever_the_data_device():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu_within_tolerance(corpus):        # pragma: no cover - no GPU in CI
-    cfg = TrainConfig(epochs=4, batch_size=32, seed=7, select="last")
-    for train in (train_naive, train_model):
-        cpu, gpu = train(cfg, corpus, device="cpu"), train(cfg, corpus, device="cuda")
-        assert _max_diff(cpu.state_dict, gpu.state_dict) < 1e-4
-        np.testing.assert_allclose(gpu.history["val_map"], cpu.history["val_map"], atol=1e-3)
+    for loss in ({}, INFONCE, LEARNED):
+        cfg = TrainConfig(epochs=4, batch_size=32, seed=7, select="last", **loss)
+        for train in (train_naive, train_model):
+            cpu, gpu = train(cfg, corpus, device="cpu"), train(cfg, corpus, device="cuda")
+            assert _max_diff(cpu.state_dict, gpu.state_dict) < 1e-4, (cfg.label(), train.__name__)
+            np.testing.assert_allclose(gpu.history["val_map"], cpu.history["val_map"], atol=1e-3)
 
 
 @pytest.mark.parametrize("fused", [False, True])
