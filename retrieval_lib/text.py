@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import DEFAULT_TEXT_MODEL, MINILM, OFFLINE_ALIASES, canonical_text_model, hub_offline
+from .core import (DEFAULT_TEXT_MODEL, MINILM, OFFLINE_ALIASES, PACKAGED_ALIASES, canonical_text_model,
+                   hub_offline)
 
 OFFLINE_TEXT_MODEL = MINILM   # the packaged MiniLM's canonical name (alias "offline")
 
@@ -111,7 +112,7 @@ def resolve_model_name(name: str) -> str:
         try:
             return offline_model_path()
         except ImportError:
-            if name in ("offline", "minilm-offline"):
+            if name in PACKAGED_ALIASES:
                 raise
             return MINILM
     return canonical
