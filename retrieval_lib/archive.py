@@ -91,7 +91,7 @@ def export_cache(cache_dir, out=None) -> dict:
                 tar.add(staged / name, arcname=f"{PREFIX}/{name}", recursive=False)
         digest = sha256_file(partial)
         os.replace(partial, out)
-    atomic_write_text(Path(str(out) + ".sha256"), f"{digest}  {out.name}\n")
+    atomic_write_text(Path(str(out) + ".sha256"), f"{digest}  {out.name}\n")   # replaces a link
     return {"path": out, "sha256": digest, "provenance": provenance, "files": files}
 
 
@@ -151,16 +151,19 @@ def _open_tar(path) -> tarfile.TarFile:
 
 def read_manifest(path) -> dict:
     """The manifest of an archive; a damaged archive or manifest raises ValueError naming it."""
-    with _open_tar(path) as tar:
-        try:
-            member = tar.getmember(f"{PREFIX}/{MANIFEST}")
-        except KeyError:
-            raise ValueError(f"{path} is not an embedding cache archive (no {PREFIX}/{MANIFEST})") from None
-        try:
+    try:
+        with _open_tar(path) as tar:
+            try:
+                member = tar.getmember(f"{PREFIX}/{MANIFEST}")
+            except KeyError:
+                raise ValueError(f"{path} is not an embedding cache archive (no {PREFIX}/{MANIFEST})") from None
             manifest = json.loads(tar.extractfile(member).read())
-        except (tarfile.TarError, EOFError, OSError, ValueError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: its {MANIFEST} is damaged or cut ({type(err).__name__}: "
-                             f"{err}); export the cache again") from err
+    except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: the archive is damaged or cut ({type(err).__name__}: {err}); "
+                         "download or export it again") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: its {MANIFEST} is damaged or cut ({type(err).__name__}: "
+                         f"{err}); export the cache again") from err
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: its {MANIFEST} is not a manifest (a JSON object)")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:

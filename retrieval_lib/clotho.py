@@ -104,12 +104,17 @@ def checksum_table(checksums=None) -> dict:
         return {name: f"md5:{value}" for name, value in MD5.items()}
     table = {}
     for name, value in dict(checksums).items():
-        value = str(value).lower()
+        value = str(value).strip().lower()
         if ":" not in value:          # a bare hex string: its length says which algorithm
             value = ("md5:" if len(value) == 32 else "sha256:") + value
-        if value.split(":", 1)[0] not in ("md5", "sha256"):
-            raise ValueError(f"checksum of {name}: use md5:<hex> or sha256:<hex>, got {value!r}")
-        table[name] = value
+        algorithm, _, digest = value.partition(":")
+        digest = digest.strip()
+        lengths = {"md5": 32, "sha256": 64}
+        if algorithm not in lengths or len(digest) != lengths[algorithm] or \
+                any(ch not in "0123456789abcdef" for ch in digest):
+            raise ValueError(f"checksum of {name}: use md5:<32 hex digits> or sha256:<64 hex digits>, "
+                             f"got {str(checksums[name])!r}")
+        table[name] = f"{algorithm}:{digest}"
     return table
 
 

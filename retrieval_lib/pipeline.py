@@ -109,6 +109,15 @@ def embed_split(split: str, folder: Path, rows, frontend: AudioFrontend, text_en
                           caption_clip, [n for n, _ in kept], captions), skipped
 
 
+def _check_data_dir(data_dir: Path) -> None:
+    if data_dir.exists() and not data_dir.is_dir():
+        raise FileNotFoundError(f"data folder {data_dir} is a file, not a folder: point to the folder "
+                                "holding Clotho's captions CSVs and split folders")
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data folder {data_dir} does not exist (pass download=True / "
+                                "--download, or point to a copy of Clotho)")
+
+
 def _as_frontend(frontend, *, frontend_name, pretrained, device, batch_size, autocast, seed,
                  progress) -> AudioFrontend:
     if frontend is None:
@@ -138,9 +147,7 @@ def build_corpus(data_dir, cache_dir, frontend: AudioFrontend | None = None,
     autocast, device, seed (frontends.make_frontend) and text_model (make_text_encoder).
     """
     data_dir, cache_dir = Path(data_dir), Path(cache_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"data folder {data_dir} does not exist (download Clotho with "
-                                "download_clotho / --download, or point to a copy)")
+    _check_data_dir(data_dir)
     if passt_variant is not None:
         frontend_name = f"passt-{passt_variant}"
     # 2. read and check every CSV before any expensive step (and before loading any model)
@@ -243,9 +250,7 @@ def run_pipeline(data_dir, cache_dir, download: bool = False, text_model: str = 
     device = str(resolve_device(device))       # checked before anything is downloaded or built
     if download:
         download_clotho(data_dir, progress=progress, base_url=base_url)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"data folder {data_dir} does not exist (pass download=True / "
-                                "--download, or point to a copy of Clotho)")
+    _check_data_dir(data_dir)
     if amp is False:
         autocast = "fp32"
     elif amp is True and autocast is None:
