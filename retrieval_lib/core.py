@@ -146,6 +146,31 @@ def resolve_device(device: Any = None):
     return dev
 
 
+def as_tensor(x: Any, what: str = "array", dtype: Any = None, real: bool = True):
+    """A torch tensor from a tensor, numpy array or nested list, for the library's numeric
+    inputs: reversed and other negative-stride numpy views are copied (torch refuses them),
+    strings, objects and booleans are refused naming `what`, complex numbers too unless
+    real=False; dtype (e.g. torch.float32) converts. Tensors are returned as they are (on
+    their device), converted only when dtype differs."""
+    import numpy as np
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        if isinstance(x, (str, bytes)):
+            raise ValueError(f"{what} must be numbers, got {type(x).__name__} {x!r:.40}")
+        arr = np.asarray(x)
+        if arr.dtype.kind in "USOV" or arr.dtype == object:
+            raise ValueError(f"{what} must be numbers, got an array of {arr.dtype} ({arr.dtype.kind})")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.dtype == torch.bool:
+        raise ValueError(f"{what} must be numbers, got booleans")
+    if real and t.is_complex():
+        raise ValueError(f"{what} must be real numbers, got {t.dtype}")
+    return t if dtype is None or t.dtype == dtype else t.to(dtype)
+
+
 # ---------------------------------------------------------------------------------------------
 # Hashes
 # ---------------------------------------------------------------------------------------------

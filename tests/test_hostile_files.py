@@ -343,3 +343,36 @@ def test_checksum_tables_accept_hashes_as_pasted(tmp_path, monkeypatch):
     assert table == {"a.csv": "md5:" + "a" * 32, "b.7z": "sha256:" + "b" * 64}
     with pytest.raises(ValueError, match="checksum of c.7z"):
         clotho.checksum_table({"c.7z": "crc32:1234"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Reversed (negative-stride) numpy views and non-numbers, wherever arrays come in
+# ---------------------------------------------------------------------------------------------
+
+def test_reversed_views_give_the_results_of_their_copies():
+    import torch
+
+    from retrieval_lib.model import AudioEncoder
+    from retrieval_lib.tags import fuse, tag_embedding
+
+    rng = np.random.default_rng(0)
+    logits, tag_emb = rng.normal(size=(5, 527)).astype(np.float32), rng.normal(size=(527, 8)).astype(np.float32)
+    torch.testing.assert_close(tag_embedding(logits[::-1], tag_emb[::-1]),
+                               tag_embedding(logits[::-1].copy(), tag_emb[::-1].copy()))
+    model = AudioEncoder(527, 8, tag_emb=tag_emb[::-1], lam=0.8, seed=0)
+    torch.testing.assert_close(model(logits[::-1]), model(logits[::-1].copy()))
+    e = torch.nn.functional.normalize(torch.ones(2, 8), dim=-1)
+    assert fuse(e, e, 0.5).shape == (2, 8)
+
+
+@pytest.mark.parametrize("bad, message", [("abc", "must be numbers"), (np.array([["a"] * 527]), "must be numbers"),
+                                          (np.ones((1, 527), bool), "booleans"),
+                                          (np.ones((1, 527), complex), "real numbers")])
+def test_non_numbers_are_refused_by_name(bad, message):
+    from retrieval_lib.model import AudioEncoder
+    from retrieval_lib.tags import tag_embedding
+
+    with pytest.raises(ValueError, match=f"logits {message}"):
+        AudioEncoder(527, 8)(bad)
+    with pytest.raises(ValueError, match=f"logits {message}"):
+        tag_embedding(bad, np.ones((527, 8), np.float32))
