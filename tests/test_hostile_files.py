@@ -366,8 +366,8 @@ def test_reversed_views_give_the_results_of_their_copies():
 
 
 @pytest.mark.parametrize("bad, message", [("abc", "must be numbers"), (np.array([["a"] * 527]), "must be numbers"),
-                                          (np.ones((1, 527), bool), "booleans"),
-                                          (np.ones((1, 527), complex), "real numbers")])
+                                          (np.ones((1, 527), bool), "must be numbers, got booleans"),
+                                          (np.ones((1, 527), complex), "must be real numbers")])
 def test_non_numbers_are_refused_by_name(bad, message):
     from retrieval_lib.model import AudioEncoder
     from retrieval_lib.tags import tag_embedding
