@@ -12,7 +12,9 @@ a_j and one caption impostor t_k are drawn uniformly from the minibatch among pa
 with S^p = a_i.t_i, S_a^n = a_j.t_i, S_q^n = a_i.t_k. An anchor whose batch holds no other clip
 adds nothing. Reads `margin` (eta); draws from `generator`.
 
-**infonce** (symmetric InfoNCE, the loss of SALSA and of the DCASE 2025 task 6 baseline). With
+**infonce** (symmetric InfoNCE, the kind of loss later Clotho systems train with: SALSA,
+OptimusPrimus/salsa, and the DCASE 2025 task 6 baseline, CPJKU/dcase2025_task6_baseline; Mei et
+al. 2022, arXiv 2203.15537, found it better than triplet losses on AudioCaps and Clotho). With
 S[i, j] = t_i.a_j / temperature over the whole batch:
 
     L = 1/2 [ 1/N sum_i -log softmax_j(S[i, :])_i  +  1/N sum_j -log softmax_i(S[:, j])_j ]
@@ -195,6 +197,26 @@ def sample_impostors(clip_ids: torch.Tensor,
     return u.argmax(dim=-1), ~same.all(dim=-1)
 
 
+def triplet_gather(scores: torch.Tensor, audio_idx: torch.Tensor,
+                   text_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(S^p, S_a^n, S_q^n), each (..., B), read off a batch's score matrix (..., B, B) for
+    given impostor indices (..., B) or (B,): S^p_i = t_i.a_i, S_a^n_i = t_i.a_j with j =
+    audio_idx[i], S_q^n_i = t_k.a_i with k = text_idx[i]."""
+    lead = scores.shape[:-1]
+    a_idx, t_idx = audio_idx.to(scores.device).expand(lead), text_idx.to(scores.device).expand(lead)
+    pos = scores.diagonal(dim1=-2, dim2=-1)                              # t_i . a_i
+    audio_imp = scores.gather(-1, a_idx.unsqueeze(-1)).squeeze(-1)       # t_i . a_j
+    caption_imp = scores.gather(-2, t_idx.unsqueeze(-2)).squeeze(-2)     # t_k . a_i
+    return pos, audio_imp, caption_imp
+
+
+def triplet_terms(audio_emb: torch.Tensor, text_emb: torch.Tensor, audio_idx: torch.Tensor,
+                  text_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores (S^p, S_a^n, S_q^n), each (..., B), of embeddings (..., B, d) for the given
+    impostor indices (drawn with sample_impostors)."""
+    return triplet_gather(batch_scores(audio_emb, text_emb), audio_idx, text_idx)
+
+
 def triplet_scores(scores: torch.Tensor, clip_ids: torch.Tensor,
                    generator: "torch.Generator | Sequence[torch.Generator] | None" = None) -> tuple:
     """The scores eq. 7 compares, drawn from a batch's score matrix (..., B, B):
@@ -202,11 +224,7 @@ def triplet_scores(scores: torch.Tensor, clip_ids: torch.Tensor,
     drawn before its caption impostor, both from `generator` (on the CPU when clip_ids are)."""
     a_idx, valid_a = sample_impostors(clip_ids, generator)
     t_idx, valid_t = sample_impostors(clip_ids, generator)
-    lead = scores.shape[:-1]
-    a_idx, t_idx = a_idx.to(scores.device).expand(lead), t_idx.to(scores.device).expand(lead)
-    pos = scores.diagonal(dim1=-2, dim2=-1)                              # t_i . a_i
-    audio_imp = scores.gather(-1, a_idx.unsqueeze(-1)).squeeze(-1)       # t_i . a_j
-    caption_imp = scores.gather(-2, t_idx.unsqueeze(-2)).squeeze(-2)     # t_k . a_i
+    pos, audio_imp, caption_imp = triplet_gather(scores, a_idx, t_idx)
     return pos, audio_imp, caption_imp, valid_a.to(scores.device), valid_t.to(scores.device)
 
 
@@ -289,5 +307,5 @@ def info_nce_loss(audio_emb: torch.Tensor, text_emb: torch.Tensor, clip_ids: "to
 
 
 __all__ = ["LossSpec", "register_loss", "loss_names", "get_loss", "compute_loss", "batch_scores",
-           "per_model", "sample_impostors", "triplet_scores", "hinge_sum", "triplet", "triplet_loss",
+           "per_model", "sample_impostors", "triplet_gather", "triplet_terms", "triplet_scores", "hinge_sum", "triplet", "triplet_loss",
            "infonce", "info_nce_loss", "CONFIG_FIELDS"]

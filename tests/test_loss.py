@@ -413,3 +413,15 @@ def test_info_nce_gradient_reaches_a_learned_temperature():
     loss.backward()
     # the positives win every softmax: a lower temperature sharpens them, so d loss / d log tau > 0
     assert float(log_tau.grad) > 0
+
+
+def test_triplet_terms_reads_the_scores_of_given_impostors():
+    """triplet_terms (used by analysis.pair_scores): S^p = a_i.t_i, S_a^n = a_j.t_i, S_q^n = a_i.t_k."""
+    from retrieval_lib.loss import triplet_terms
+    a, t = coded_batch(5)                      # a_j . t_i = 100 (i + 1) + (j + 1)
+    audio_idx, text_idx = torch.tensor([1, 0, 4, 2, 3]), torch.tensor([3, 2, 0, 4, 1])
+    pos, s_a, s_q = triplet_terms(a, t, audio_idx, text_idx)
+    i = torch.arange(5, dtype=torch.float64)
+    torch.testing.assert_close(pos, 100 * (i + 1) + (i + 1))
+    torch.testing.assert_close(s_a, 100 * (i + 1) + (audio_idx + 1).double())
+    torch.testing.assert_close(s_q, 100 * (text_idx + 1).double() + (i + 1))

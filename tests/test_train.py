@@ -839,7 +839,8 @@ def test_format2_checkpoints_load_and_evaluate(name, norm):
 
 @pytest.mark.parametrize("change, message", [
     (dict(passt_variant="20s"), "audio_frontend: checkpoint has 'passt-10s', corpus has 'passt-20s'"),
-    (dict(passt_variant=None, audio_frontend="beats"), "audio_frontend: checkpoint has 'passt-10s', corpus has 'beats'"),
+    (dict(passt_variant=None, audio_frontend="beats"),
+     "audio_frontend: checkpoint has 'passt-10s', corpus has 'beats'"),
     (dict(passt_pretrained=False), "audio_pretrained: checkpoint has True, corpus has False"),
     (dict(text_model="sentence-transformers/all-mpnet-base-v2"), "text_model: checkpoint has"),
     (dict(source="synthetic"), "synthetic: checkpoint has False, corpus has True")])
@@ -886,8 +887,10 @@ def saved_blob(corpus, tmp_path_factory):
     ("format", "3", "field 'format' must be an integer"), ("format", 2.0, "field 'format' must be an integer"),
     ("format", True, "field 'format' must be an integer"), ("format", 0, "field 'format' must be an integer >= 1"),
     ("format", 99, "format 99 is newer"),
-    ("best_epoch", "1", "field 'best_epoch' must be an integer"), ("best_epoch", 1.0, "field 'best_epoch' must be an integer"),
-    ("best_epoch", None, "field 'best_epoch' must be an integer"), ("best_epoch", 2, "field 'best_epoch' is 2, outside"),
+    ("best_epoch", "1", "field 'best_epoch' must be an integer"),
+    ("best_epoch", 1.0, "field 'best_epoch' must be an integer"),
+    ("best_epoch", None, "field 'best_epoch' must be an integer"),
+    ("best_epoch", 2, "field 'best_epoch' is 2, outside"),
     ("best_epoch", -1, "field 'best_epoch' is -1, outside"),
     ("history", 5, "field 'history' must be a dict"), ("history", ["val_map"], "field 'history' must be a dict"),
     ("history", {"val_map": "0.3"}, "field 'history': 'val_map' must be a list of numbers"),
