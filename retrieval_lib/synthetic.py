@@ -331,8 +331,10 @@ def _spec_of(corpus: Corpus) -> SyntheticSpec:
     spec = corpus.provenance.get("spec")
     known = set(SyntheticSpec.__dataclass_fields__)
     if not isinstance(spec, dict) or not set(spec) <= known:
-        raise ValueError(f"the synthetic corpus records no usable spec ({spec!r}): its "
-                         "ground truth cannot be re-simulated")
+        made_by = corpus.provenance.get("generator", "unknown")
+        raise ValueError(f"the synthetic corpus records no usable spec ({spec!r}; made by "
+                         f"{made_by}): only corpora of make_synthetic_corpus have a ground truth "
+                         "that can be re-simulated")
     return SyntheticSpec(**spec)
 
 

@@ -204,6 +204,11 @@ def test_synthetic_relevance_refuses_what_it_cannot_derive(corpus):
         synthetic_relevance(no_spec)
     with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test'"):
         synthetic_relevance(SMALL, "dev")
+    # a cache of the older format, from the fake-Clotho pipeline (source "synthetic", no spec)
+    from pathlib import Path
+    legacy = Corpus.load(Path(__file__).parent / "data" / "legacy" / "corpus")
+    with pytest.raises(ValueError, match="made by retrieval_lib.clotho.make_fake_clotho"):
+        synthetic_relevance(legacy)
     with pytest.raises(ValueError, match="spec must be a SyntheticSpec"):
         synthetic_ground_truth({"seed": 1})
 
