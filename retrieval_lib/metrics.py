@@ -23,6 +23,12 @@ Per query, then averaged over queries:
 With one relevant item (the paper's setting: integer targets, DCASE 2022 task 6b) these are
 AP@k = [r <= k] / r and R@k = [r <= k], with r = #{items with score >= the relevant one's}.
 
+Two details of the DCASE 2025 code as read (d25_t6/retrieval_module.py, on_validation_epoch_end):
+its ranks come from a double argsort of the negated scores, so tied scores are ordered by the
+sort (not counted against the query as here: the two agree whenever no scores tie), and it
+computes the multi-positive AP with k = 10 (`average_precision_at_k(ranks, 10)`, logged as
+"test_multiple_positives/mAP@10") while its README reports mAP@16; both are given here.
+
 Graded relevance (gains g >= 0, e.g. the TAU crowdsourced ratings 0-100), the standard
 log2 discount (Jarvelin & Kekalainen 2002, with the discount 1/log2(p + 1) from rank 1 of
 Burges et al. 2005) and linear gains:
@@ -32,8 +38,8 @@ Burges et al. 2005) and linear gains:
                                                         in decreasing order)
 
 Linear gains, not 2^g - 1: the exponential gain (Burges et al.) is meant for a few integer
-grades (0-4); on a 0-100 rating it would make one rating point near the top worth more than
-all the rest. nDCG is unchanged by rescaling the gains (ratings or ratings / 100 give the same
+grades (0-4); on a 0-100 rating a clip rated 100 would count twice as much as one rated 99
+and 2^50 times as much as one rated 50, so nDCG would see only the top ratings. nDCG is unchanged by rescaling the gains (ratings or ratings / 100 give the same
 value). Pass 2 ** grades - 1 as gains for the exponential variant. scikit-learn's
 `ndcg_score` uses the same gains and discount (it averages over ties instead of counting
 them against the query).
@@ -174,7 +180,7 @@ def metrics_from_ranks(rank: torch.Tensor) -> dict:
     out = {f"mAP@{k}": float(ap_at_k_one_relevant(rank, k).mean()) for k in MAP_KS}
     for k in KS:
         out[f"R@{k}"] = float((rank <= k).float().mean())
-    out["median rank"] = float(np.median(rank.numpy()))
+    out["median rank"] = float(np.median(rank.detach().cpu().numpy()))   # ranks may be on a GPU
     return out
 
 
@@ -185,7 +191,7 @@ def metrics_from_ranks(rank: torch.Tensor) -> dict:
 def _matrix_like(values, what: str) -> np.ndarray:
     """A 2-d relevance / gain / mask input as a numpy array (torch and lists accepted)."""
     t = real_tensor(values, what)
-    return t.numpy()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()     # numpy has no bfloat16
 
 
 def _relevance_matrix(relevance, shape: tuple) -> np.ndarray:
@@ -280,12 +286,13 @@ def _queries_and_relevance(scores, relevance):
 
 
 def _many_relevant_positions(s: torch.Tensor, rel: np.ndarray):
-    positions, _, valid = _positive_positions(s.numpy().astype(np.float64), rel.astype(np.float64), ~rel)
+    positions, _, valid = _positive_positions(s.to(torch.float64).numpy(), rel.astype(np.float64), ~rel)
     return positions, valid
 
 
 def average_precision(scores, relevance, k: int = 10) -> np.ndarray:
-    """AP@k of each query (n_queries,) float64: see the module docstring.
+    """AP@k = (1/n) sum_{j : r_j <= k} j / r_j of each query (n_queries,) float64, with its n
+    relevant items at pessimistic ranks r_1 < ... < r_n (module docstring).
 
     relevance: integer targets (n_queries,), a boolean matrix (n_queries, n_items), or a
     binary `relevance.Relevance` (scores are then the split's full (n_captions, n_clips)
@@ -313,6 +320,11 @@ def best_rank(scores, relevance) -> np.ndarray:
 
 def retrieval_metrics(scores: "torch.Tensor | np.ndarray", relevance) -> dict:
     """{"mAP@10", "mAP@16", "R@1", "R@5", "R@10", "median rank"} for scores (n_queries, n_items).
+
+    For query i with n_i relevant items at pessimistic 1-based ranks r_i1 < r_i2 < ...:
+        mAP@k       = mean_i (1/n_i) sum_{j : r_ij <= k} j / r_ij      (k = 10, 16)
+        R@k         = mean_i [r_i1 <= k]                               (k = 1, 5, 10)
+        median rank = median_i r_i1
 
     relevance is one of
       * integer targets (n_queries,): the one relevant item of each query (the paper's
@@ -366,9 +378,14 @@ def caption_clip_relevance(caption_clip, n_clips: int | None = None) -> np.ndarr
 
 def audio_to_text_metrics(scores, caption_clip) -> dict:
     """Audio -> text retrieval metrics from the text -> audio scores (n_captions, n_clips):
-    each clip is a query, its captions are its relevant items (R@k: any of them in the top k;
-    AP@k over all of them, as LAION-CLAP's Clotho evaluation). A clip without a caption is
-    refused (it has no relevant item)."""
+    each clip is a query, its captions are its relevant items, so with its captions at ranks
+    r_1 < ... < r_n among all captions, R@k = [r_1 <= k] and AP@k = (1/n) sum_{r_j <= k} j / r_j.
+    This is LAION-CLAP's Clotho evaluation as its docstring describes it
+    (src/laion_clap/training/train.py, evaluate_clotho_audiocaps: best of the 5 captions for
+    R@k, sorted ranks for mAP@10). Its code, as read, takes the captions' positions in caption
+    order instead of sorted order before pairing them with j = 1..5, which can give an AP
+    above 1; the definition above sorts them. A clip without a caption is refused (it has no
+    relevant item)."""
     s = _score_matrix(scores)
     rel = caption_clip_relevance(caption_clip, s.shape[1])
     if rel.shape[0] != s.shape[0]:
@@ -391,14 +408,18 @@ def _gain_matrix(gains, shape: tuple) -> np.ndarray:
 
 
 def ndcg_per_query(scores, gains, k: int = 10, judged=None) -> np.ndarray:
-    """nDCG@k of each query (n_queries,) float64: see the module docstring.
+    """nDCG@k of each query (n_queries,) float64:
+        DCG@k = sum_{p=1}^{k} g_(p) / log2(p + 1),  nDCG@k = DCG@k / IDCG@k
+    with g_(p) the gain of the item ranked p (ties: lower gains first) and IDCG@k the DCG@k of
+    the gains sorted in decreasing order (module docstring: why linear gains).
 
     gains: (n_queries, n_items) numbers >= 0 (ratings as they are: linear gains; booleans
     are gains 0 / 1), or a `relevance.Relevance` (graded or binary; scores are then the
     split's full matrix and its `judged` mask is used).
     judged: optional boolean mask of the rated pairs. When given, only judged items are
-    ranked (a condensed list, Sakai 2007): an unrated clip neither helps nor hurts. Without it
-    every item is ranked and unrated ones count as gain 0. Every query needs a positive gain.
+    ranked (a condensed list, Sakai, "Alternatives to Bpref", SIGIR 2007): an unrated clip
+    neither helps nor hurts. Without it every item is ranked and unrated ones count as gain 0.
+    Every query needs a positive gain.
     """
     k = check_k(k)
     if _is_relevance_object(gains):
@@ -422,7 +443,7 @@ def ndcg_per_query(scores, gains, k: int = 10, judged=None) -> np.ndarray:
         raise ValueError(f"{empty.size} of {g.shape[0]} queries have no item with a positive "
                          f"gain (rows {empty[:10].tolist()}{'...' if empty.size > 10 else ''}): "
                          "their ideal DCG is 0 and nDCG is undefined; leave them out")
-    positions, pos_gains, valid = _positive_positions(s.numpy().astype(np.float64), g,
+    positions, pos_gains, valid = _positive_positions(s.to(torch.float64).numpy(), g,
                                                       ranked & (g == 0))
     dcg = np.where(valid & (positions <= k), pos_gains / np.log2(positions + 1.0), 0.0).sum(axis=1)
     ideal = -np.sort(-pos_gains, axis=1)[:, :k]                   # padding gains are 0

@@ -581,3 +581,14 @@ def test_numpy_and_tensor_integers_are_valid_k(k):
     scores = np.array([[0.3, 0.2, 0.1]])
     rel = np.array([[False, True, True]])
     assert average_precision(scores, rel, k).tolist() == [pytest.approx(1 / 4)]    # (1/2) / 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_low_precision_tensor_scores_work_on_every_path(dtype):
+    # scores that are exact in bfloat16 (multiples of 1/4): every dtype gives the same numbers
+    base = np.array([[1.0, 0.5, 0.25, 0.0], [0.0, 0.25, 0.5, 1.0]])
+    scores = torch.tensor(base, dtype=dtype)
+    rel = np.array([[False, True, True, False], [True, False, False, False]])
+    assert retrieval_metrics(scores, rel) == retrieval_metrics(base, rel)
+    assert ndcg_at_k(scores, torch.tensor(rel, dtype=dtype)) == ndcg_at_k(base, rel)
+    assert retrieval_metrics(scores, [1, 0]) == retrieval_metrics(base, [1, 0])
