@@ -54,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .core import as_tensor
 from .text import query_embedding
 
 KS = (1, 5, 10)        # R@k
@@ -80,29 +81,22 @@ def check_k(k, name: str = "k") -> int:
 
 
 def real_tensor(x, what: str) -> torch.Tensor:
-    """x (tensor, array or nested list) as a CPU tensor of real numbers; ValueError naming
-    `what` for complex values (never silently cut to their real part), text and ragged lists."""
+    """x (tensor, array or nested list) as a detached CPU tensor of real numbers or booleans:
+    `core.as_tensor` (text, objects and complex values refused naming `what`; reversed views
+    copied), with booleans let through for relevance matrices and masks (each caller decides
+    what booleans mean), ragged lists refused by name, and read-only arrays (pandas'
+    copy-on-write .to_numpy(), np.broadcast_to) copied, since torch cannot wrap them safely."""
     if isinstance(x, torch.Tensor):
-        t = x.detach().cpu()
-    else:
-        try:
-            arr = np.asarray(x)
-        except ValueError as err:   # ragged nested lists
-            raise ValueError(f"{what} must be a rectangular array of numbers: {err}") from None
-        if arr.dtype.kind == "c":
-            raise ValueError(f"{what} must be real numbers, got complex values ({arr.dtype}): "
-                             "the imaginary part would be dropped")
-        if arr.dtype.kind not in "biuf":
-            raise ValueError(f"{what} must be numbers, got an array of {arr.dtype}")
-        # read-only arrays (pandas' copy-on-write .to_numpy(), np.broadcast_to) and reversed
-        # views (negative strides, which torch cannot wrap) are copied
-        if not arr.flags.writeable or any(st < 0 for st in arr.strides):
-            arr = arr.copy()
-        t = torch.as_tensor(arr)
-    if t.is_complex():
-        raise ValueError(f"{what} must be real numbers, got complex values ({t.dtype}): "
-                         "the imaginary part would be dropped")
-    return t
+        return x.detach().cpu() if x.dtype == torch.bool else as_tensor(x, what).detach().cpu()
+    try:
+        arr = np.asarray(x)
+    except ValueError as err:   # ragged nested lists
+        raise ValueError(f"{what} must be a rectangular array of numbers: {err}") from None
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    if arr.dtype == bool:
+        return torch.from_numpy(np.ascontiguousarray(arr))
+    return as_tensor(arr, what)
 
 
 def _score_matrix(scores) -> torch.Tensor:

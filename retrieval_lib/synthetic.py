@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import default_cache_dir
+from .core import DEFAULT_TEXT_MODEL, default_cache_dir
 from .data import Corpus, RetrievalSplit
 from .relevance import Relevance
 from .tags import AUDIOSET_LABELS, N_TAGS
@@ -159,7 +159,7 @@ class SyntheticSpec:
     style: str = "clotho"        # "clotho" | "audiocaps" (another event mix, 1 caption per clip)
     # the paper's all-mpnet-base-v2 (hub cache laid out by scripts/setup_env.sh); "offline" is the
     # packaged MiniLM (384-d, ~5x faster) the unit tests use
-    text_model: str = "sentence-transformers/all-mpnet-base-v2"
+    text_model: str = DEFAULT_TEXT_MODEL
 
 
 def _label_index() -> dict:
