@@ -47,14 +47,13 @@ them against the query).
 from __future__ import annotations
 
 import numbers
-import operator
 import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import as_tensor
+from .core import as_tensor, check_k
 from .text import query_embedding
 
 KS = (1, 5, 10)        # R@k
@@ -63,21 +62,6 @@ METRIC_NAMES = ("mAP@10", "mAP@16", "R@1", "R@5", "R@10", "median rank")
 
 # comparisons held in memory at once by the many-relevant path (rows are processed in blocks)
 _BLOCK_ELEMENTS = 1 << 24
-
-
-def check_k(k, name: str = "k") -> int:
-    """k as a Python int >= 1: ints, numpy integers and 0-d integer tensors are accepted;
-    booleans, floats (2.5, and 2.0 too), strings and None are refused (ValueError)."""
-    if isinstance(k, (bool, np.bool_)) or (isinstance(k, torch.Tensor) and k.dtype == torch.bool):
-        raise ValueError(f"{name} must be an integer >= 1, got the boolean {k!r}")
-    try:
-        value = operator.index(k)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= 1, got {k!r} ({type(k).__name__}); "
-                         "a cut-off is a whole number of items") from None
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value}")
-    return value
 
 
 def real_tensor(x, what: str) -> torch.Tensor:
