@@ -181,7 +181,10 @@ def as_tensor(x: Any, what: str = "array", dtype: Any = None, real: bool = True)
         arr = np.asarray(x)
         if arr.dtype.kind in "USOV" or arr.dtype == object:
             raise ValueError(f"{what} must be numbers, got an array of {arr.dtype} ({arr.dtype.kind})")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:       # torch warns on read-only memory (pandas' to_numpy)
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if t.dtype == torch.bool:
         raise ValueError(f"{what} must be numbers, got booleans")
     if real and t.is_complex():
