@@ -12,7 +12,9 @@ Modules, in the order the paper introduces them:
     tags      the 527 AudioSet names, eq. 3-4 (tag embedding) and eq. 5-6 (fusion)
     model     the learnable audio projection, eq. 2 (+ eq. 5-6 when tags are given)
     loss      the sampling-based triplet loss, eq. 7
-    metrics   mAP@10 and R@k with one relevant clip per caption
+    metrics   mAP@10, mAP@16, R@k and the median rank, with one or several relevant items per
+              query (DCASE 2025), audio -> text, nDCG@k for graded relevance
+    relevance loaders of relevance judgments: DCASE 2025 multi-positive, TAU graded
     data      the embedding corpus (train / val / test splits) and its on-disk format
     synthetic a clearly-labelled synthetic Clotho-like corpus for CPU runs and tests
     train     training: configs, results and checkpoints, the reference loop `train_naive`
@@ -53,6 +55,9 @@ _EXPORTS = {
     "AUDIOSET_LABELS": "tags", "tag_embedding": "tags", "fuse": "tags", "encode_tag_names": "tags",
     "triplet_loss": "loss",
     "retrieval_metrics": "metrics", "chance_metrics": "metrics", "score": "metrics",
+    "audio_to_text_metrics": "metrics", "ndcg_at_k": "metrics",
+    "Relevance": "relevance", "load_dcase2025_relevance": "relevance",
+    "load_tau_relevance": "relevance", "synthetic_relevance": "synthetic",
     "Corpus": "data", "RetrievalSplit": "data",
     "load_corpus": "sources",
     "TrainConfig": "train", "TrainResult": "train", "train_naive": "train",

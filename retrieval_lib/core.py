@@ -146,6 +146,24 @@ def resolve_device(device: Any = None):
     return dev
 
 
+def check_k(k: Any, name: str = "k") -> int:
+    """A count or cut-off (k, a batch size, a number of clips) as a Python int >= 1: ints, numpy
+    integers and 0-d integer tensors are accepted; booleans, floats (2.5, and 2.0 too), strings
+    and None are refused with a ValueError naming `name`."""
+    import operator
+
+    if isinstance(k, bool) or type(k).__name__ == "bool_" or str(getattr(k, "dtype", "")) == "torch.bool":
+        raise ValueError(f"{name} must be an integer >= 1, got the boolean {k!r}")
+    try:
+        value = operator.index(k)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= 1, got {k!r} ({type(k).__name__}); "
+                         "a cut-off is a whole number of items") from None
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+
 def as_tensor(x: Any, what: str = "array", dtype: Any = None, real: bool = True):
     """A torch tensor from a tensor, numpy array or nested list, for the library's numeric
     inputs: reversed and other negative-stride numpy views are copied (torch refuses them),
@@ -163,7 +181,10 @@ def as_tensor(x: Any, what: str = "array", dtype: Any = None, real: bool = True)
         arr = np.asarray(x)
         if arr.dtype.kind in "USOV" or arr.dtype == object:
             raise ValueError(f"{what} must be numbers, got an array of {arr.dtype} ({arr.dtype.kind})")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:       # torch warns on read-only memory (pandas' to_numpy)
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if t.dtype == torch.bool:
         raise ValueError(f"{what} must be numbers, got booleans")
     if real and t.is_complex():

@@ -257,7 +257,7 @@ def open_index(directory, *, text_model: str | None = None, checkpoint=None) -> 
 def search_folder_index(directory, query, k: int = 10, *, text_model: str | None = None,
                         checkpoint=None, encoder=None, device=None) -> list:
     """`retrieval-lib search`: the k best files of an index for a free-text query."""
-    from .indexes import check_k
+    from .core import check_k
     from .text import TextEncoder, check_text_model
 
     k = check_k(k)

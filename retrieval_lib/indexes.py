@@ -15,7 +15,6 @@ vectors with the old names. Folders of the first format (index.faiss, names.json
 """
 from __future__ import annotations
 
-import numbers
 import os
 import tempfile
 import uuid
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import (atomic_write_json, canonical_text_model, ensure_dir, normalize_provenance,
+from .core import (atomic_write_json, canonical_text_model, check_k, ensure_dir, normalize_provenance,
                    read_json, refuse_symlink, remove_file, sha256_file)
 
 KINDS = ("flat", "ivf", "ivfpq", "hnsw")
@@ -179,13 +178,6 @@ def index_bytes(index) -> int:
         path = os.path.join(tmp, "index.faiss")
         faiss.write_index(index, path)
         return int(os.path.getsize(path))
-
-
-def check_k(k) -> int:
-    """k (how many results) as an int >= 1; numpy integers accepted, 2.5 or True refused."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    return int(k)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,4 +406,4 @@ def index_frontend(index: AudioIndex) -> str | None:
 
 __all__ = ["KINDS", "AudioIndex", "QueryMismatch", "build_faiss", "make_index", "default_params",
            "default_nlist", "default_nprobe", "set_search_params", "index_bytes", "min_clips",
-           "check_k", "faiss_module", "index_frontend"]
+           "faiss_module", "index_frontend"]

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from .indexes import check_k
+from .core import check_k
 
 
 def measure_search(search_fn, query_emb, exact_idx=None, k: int = 10, n_single: int = 100) -> dict:

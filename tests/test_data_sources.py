@@ -70,7 +70,7 @@ def test_checksum_table_default_env_and_argument(tmp_path, monkeypatch):
     monkeypatch.setenv(clotho.CHECKSUMS_ENV, str(table))
     assert clotho.checksum_table() == {"clotho_captions_evaluation.csv": "sha256:" + "ab" * 32}
     assert clotho.checksum_table({"f": "md5:" + "0" * 32}) == {"f": "md5:" + "0" * 32}
-    with pytest.raises(ValueError, match="md5:<hex> or sha256:<hex>"):
+    with pytest.raises(ValueError, match="md5:<32 hex digits> or sha256:<64 hex digits>"):
         clotho.checksum_table({"f": "crc32:1234"})
 
 
