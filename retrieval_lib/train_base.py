@@ -392,7 +392,8 @@ class TrainResult:
     def evaluate(self, split: RetrievalSplit, tag_emb: "np.ndarray | torch.Tensor | None" = None,
                  model: nn.Module | None = None,
                  device: "str | torch.device | None" = None) -> dict:
-        """{"mAP@10", "R@1", "R@5", "R@10"} on a split."""
+        """metrics.retrieval_metrics on a split (mAP@10, R@1, R@5, R@10, ...), one relevant
+        clip per caption."""
         return retrieval_metrics(self.scores(split, tag_emb, model, device), split.caption_clip)
 
     def check_corpus(self, corpus: Corpus) -> None:
