@@ -357,15 +357,16 @@ class PasstLogitExtractor(AudioFrontend):
         return path if path.is_file() else None
 
     def weights_id(self) -> str:
-        """"sha256:<hex>" of the weights file loaded; for a random network
-        "random:seed=<seed>:sha1=<fingerprint>"; for a hand-built one "params:sha1=<fingerprint>"."""
+        """"sha256:<hex>" of the weights file loaded; for a random network of a known seed
+        "random:seed=<seed>:sha1=<fingerprint>"; otherwise "params:sha1=<fingerprint>" (the
+        parameters themselves)."""
         if getattr(self, "_weights_id", None) is None:
             path = self.weights_file()
             if path is not None:
                 self._weights_id = "sha256:" + sha256_file(path)
-            elif not self.pretrained:
+            elif not self.pretrained and self.seed is not None:
                 self._weights_id = f"random:seed={self.seed}:sha1={self.weights_fingerprint()}"
-            else:
+            else:       # a network handed in without a seed, or pretrained with no file found
                 self._weights_id = f"params:sha1={self.weights_fingerprint()}"
         return self._weights_id
 
