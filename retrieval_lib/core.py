@@ -312,12 +312,14 @@ def read_json(path: "str | os.PathLike", what: str = "file", hint: str = "") -> 
         raise ValueError(f"{path}: cannot read the {what} ({err})") from err
 
 
-def read_csv(path: "str | os.PathLike", columns: Sequence[str], what: str = "CSV file") -> list[tuple[int, dict]]:
+def read_csv(path: "str | os.PathLike", columns: Sequence[str], what: str = "CSV file",
+             exact_fields: bool = False) -> list[tuple[int, dict]]:
     """[(line number, row dict)] of a UTF-8 CSV with a header, refusing what would silently
     shift or drop data: text that is not UTF-8, NUL bytes, a header naming a column twice or
-    lacking one of `columns`, and rows with more fields than the header (an unquoted comma).
-    A row with fewer fields has None for the missing ones (the caller says which is required).
-    Errors are ValueError naming the file and the line."""
+    lacking one of `columns`, rows with more fields than the header (an unquoted comma), text
+    the csv module cannot parse. A row with fewer fields has None for the missing ones (the
+    caller says which is required), or is refused with exact_fields=True (a cut line). Blank
+    lines are skipped. Errors are ValueError naming the file and the line."""
     import csv
     import io
 
@@ -330,7 +332,7 @@ def read_csv(path: "str | os.PathLike", columns: Sequence[str], what: str = "CSV
     except UnicodeDecodeError as err:     # e.g. re-saved as Latin-1 by a spreadsheet
         line = raw[:err.start].count(b"\n") + 1
         raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {raw[err.start]:#04x}: "
-                         f"{err.reason}); re-save the file as UTF-8") from err
+                         f"{err.reason}); re-save the file as UTF-8") from None
     if "\x00" in text:
         line = text[:text.index("\x00")].count("\n") + 1
         raise ValueError(f"{path}, line {line}: contains a NUL byte (a damaged or binary file)")
@@ -339,6 +341,8 @@ def read_csv(path: "str | os.PathLike", columns: Sequence[str], what: str = "CSV
         header = next(reader)
     except StopIteration:
         raise ValueError(f"{path}: empty file; expected a header {','.join(columns)}") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}, line 1: not valid CSV ({err})") from None
     header = [h.strip() for h in header]
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
@@ -348,14 +352,18 @@ def read_csv(path: "str | os.PathLike", columns: Sequence[str], what: str = "CSV
         raise ValueError(f"{path}: missing column(s) {missing}; expected header "
                          f"{','.join(columns)}, found {','.join(header) or '(nothing)'}")
     rows = []
-    for fields in reader:
-        line = reader.line_num
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue                      # blank line
-        if len(fields) > len(header):
-            raise ValueError(f"{path}, line {line}: {len(fields)} fields for {len(header)} columns "
-                             "(an unquoted comma in a value? quote values that contain commas)")
-        rows.append((line, {h: (fields[i] if i < len(fields) else None) for i, h in enumerate(header)}))
+    try:
+        for fields in reader:
+            line = reader.line_num
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue                      # blank line
+            if len(fields) > len(header) or (exact_fields and len(fields) != len(header)):
+                raise ValueError(f"{path}, line {line}: {len(fields)} fields for {len(header)} "
+                                 "columns (an unquoted comma in a value, or a cut line? quote "
+                                 "values that contain commas)")
+            rows.append((line, {h: (fields[i] if i < len(fields) else None) for i, h in enumerate(header)}))
+    except csv.Error as err:
+        raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({err})") from None
     return rows
 
 

@@ -31,9 +31,7 @@ folder in front of the same base name, when only one clip has that base name.
 from __future__ import annotations
 
 import ast
-import csv
 import html
-import io
 import unicodedata
 import warnings
 from dataclasses import dataclass
@@ -42,7 +40,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .core import sha256_file
+from .core import read_csv, sha256_file
 from .metrics import caption_clip_relevance
 
 if TYPE_CHECKING:
@@ -196,44 +194,10 @@ def own_clip_relevance(split: "RetrievalSplit", source: str = "each caption's ow
 # ---------------------------------------------------------------------------------------------
 
 def _read_csv(path: Path, required: Sequence[str]) -> "list[tuple[int, dict]]":
-    """[(line number, row)] of a UTF-8 CSV with a header; ValueError naming the file and line
-    for bytes that are not UTF-8, NUL bytes, a repeated or missing column, and rows with more
-    or fewer fields than the header (an unquoted comma)."""
+    """core.read_csv with every row complete (a cut line refused) and at least one data row."""
     if not path.is_file():
         raise FileNotFoundError(f"relevance file not found: {path}")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise ValueError(f"{path}, line {line}: not UTF-8 text ({err.reason})") from None
-    if "\x00" in text:
-        line = text[:text.index("\x00")].count("\n") + 1
-        raise ValueError(f"{path}, line {line}: a NUL byte (the file is damaged or not a CSV)")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise ValueError(f"{path}: empty file (expected a header {','.join(required)})") from None
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise ValueError(f"{path}: column(s) {repeated} appear more than once in the header")
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {','.join(required)}, "
-                         f"found {','.join(header) or '(no column)'}")
-    rows = []
-    try:
-        for fields in reader:
-            line = reader.line_num
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue                                    # a blank line
-            if len(fields) != len(header):
-                raise ValueError(f"{path}, line {line}: {len(fields)} fields but the header has "
-                                 f"{len(header)} (an unquoted comma, or a cut line?)")
-            rows.append((line, dict(zip(header, fields))))
-    except csv.Error as err:
-        raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({err})") from None
+    rows = read_csv(path, required, "relevance file", exact_fields=True)
     if not rows:
         raise ValueError(f"{path}: no data rows")
     return rows

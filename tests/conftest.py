@@ -64,3 +64,19 @@ def rng():
     """A fresh, seeded numpy generator for each test."""
     return np.random.default_rng(1234)
 
+
+
+def small_real_corpus(provenance=None):
+    """A tiny corpus that calls itself real Clotho (random numbers; 4 / 2 / 2 clips, 2 captions
+    each, 4-d text, 527 logits): for archive, cache and CLI tests that need no model."""
+    from retrieval_lib.data import Corpus, RetrievalSplit
+
+    gen = np.random.default_rng(0)
+
+    def split(name, n):
+        return RetrievalSplit(name, gen.normal(size=(n, 527)), gen.normal(size=(2 * n, 4)),
+                              np.repeat(np.arange(n), 2), [f"{name}{i}.wav" for i in range(n)],
+                              [f"caption {i}" for i in range(2 * n)])
+    return Corpus(split("train", 4), split("val", 2), split("test", 2), gen.normal(size=(527, 4)),
+                  provenance or {"source": "clotho", "text_model": "offline",
+                                 "audio_frontend": "passt-10s", "audio_pretrained": True})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import torch_threads
+from conftest import small_real_corpus, torch_threads
 from rehearsal_support import LocalServer
 from retrieval_lib import archive
 from retrieval_lib.cli import main
@@ -40,18 +40,6 @@ def refused(capsys, *argv, says: str):
     assert says.lower() in lines[0].lower(), f"{argv}: {lines[0]!r} does not say {says!r}"
     assert lines[0].startswith(f"python -m retrieval_lib {argv[0]}: "), lines[0]
     return lines[0]
-
-
-def _corpus():
-    rng = np.random.default_rng(0)
-
-    def split(name, n):
-        return RetrievalSplit(name, rng.normal(size=(n, 527)), rng.normal(size=(2 * n, 4)),
-                              np.repeat(np.arange(n), 2), [f"{name}{i}.wav" for i in range(n)],
-                              [f"caption {i}" for i in range(2 * n)])
-    return Corpus(split("train", 4), split("val", 2), split("test", 2), rng.normal(size=(527, 4)),
-                  {"source": "clotho", "text_model": "offline", "audio_frontend": "passt-10s",
-                   "audio_pretrained": True})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +153,7 @@ def test_search_refusals(capsys, tmp_path, index_dir):
 
 def test_export_refusals(capsys, tmp_path):
     refused(capsys, "export-cache", "--cache-dir", tmp_path / "none", says="no complete embedding cache")
-    _corpus().save(tmp_path / "c")
+    small_real_corpus().save(tmp_path / "c")
     refused(capsys, "export-cache", "--cache-dir", tmp_path / "c", "--out", tmp_path / "c" / "x.tar",
             says="inside the cache folder")
     (tmp_path / "c" / "val.npz").write_bytes(b"damaged")
@@ -174,7 +162,7 @@ def test_export_refusals(capsys, tmp_path):
 
 
 def test_import_refusals(capsys, tmp_path):
-    _corpus().save(tmp_path / "c")
+    small_real_corpus().save(tmp_path / "c")
     out = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
     cache = tmp_path / "cache"
     refused(capsys, "import-cache", tmp_path / "none.tar", "--cache-dir", cache, says="not found")

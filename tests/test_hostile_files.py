@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import small_real_corpus
 from rehearsal_support import LocalServer
 from retrieval_lib import archive, clotho, core
 from retrieval_lib.core import ShardStore, UnsafePathError
@@ -40,18 +41,6 @@ def victim(tmp_path):
 
 def _untouched(victim):
     assert victim.read_text() == VICTIM_TEXT, "a file outside the data folder was changed"
-
-
-def _corpus(provenance=None):
-    rng = np.random.default_rng(0)
-
-    def split(name, n):
-        return RetrievalSplit(name, rng.normal(size=(n, 527)), rng.normal(size=(2 * n, 4)),
-                              np.repeat(np.arange(n), 2), [f"{name}{i}.wav" for i in range(n)],
-                              [f"caption {i}" for i in range(2 * n)])
-    return Corpus(split("train", 4), split("val", 2), split("test", 2), rng.normal(size=(527, 4)),
-                  provenance or {"source": "clotho", "text_model": "offline", "audio_frontend": "passt-10s",
-                                 "audio_pretrained": True})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +120,7 @@ def test_links_at_shard_and_settings_names_are_refused(tmp_path, victim):
 
 
 def test_links_at_the_import_record_and_the_archive_sha256(tmp_path, victim):
-    _corpus().save(tmp_path / "c")
+    small_real_corpus().save(tmp_path / "c")
     out = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
     target = tmp_path / "cache" / "clotho"
     target.mkdir(parents=True)
@@ -147,7 +136,7 @@ def test_links_at_the_import_record_and_the_archive_sha256(tmp_path, victim):
 
 
 def test_saving_over_links_replaces_them_and_never_writes_through(tmp_path, victim):
-    corpus = _corpus()
+    corpus = small_real_corpus()
     folder = tmp_path / "corpus"
     folder.mkdir()
     for name in ("corpus.json", "train.npz", "tag_emb.npy", "checksums.json"):
@@ -172,7 +161,7 @@ def test_the_index_record_link_is_refused(tmp_path, victim):
 @pytest.mark.parametrize("member", ["retrieval_lib_cache/../../evil.txt", "/tmp/evil.txt",
                                     "retrieval_lib_cache/sub/evil.txt", "elsewhere/evil.txt"])
 def test_archive_members_that_leave_the_folder_are_refused(tmp_path, member):
-    _corpus().save(tmp_path / "c")
+    small_real_corpus().save(tmp_path / "c")
     out = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
     with tarfile.open(out["path"], "a") as tar:
         info = tarfile.TarInfo(member)
@@ -185,7 +174,7 @@ def test_archive_members_that_leave_the_folder_are_refused(tmp_path, member):
 
 @pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
 def test_archive_links_are_refused(tmp_path, victim, kind):
-    _corpus().save(tmp_path / "c")
+    small_real_corpus().save(tmp_path / "c")
     out = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
     with tarfile.open(out["path"], "a") as tar:
         info = tarfile.TarInfo("retrieval_lib_cache/train.json")
@@ -261,7 +250,7 @@ def test_audiocaps_csv_that_would_be_read_wrong_is_refused(tmp_path, row, messag
 
 @pytest.mark.parametrize("where", ["cache", "cache/clotho", "cache/clotho/sub"])
 def test_export_into_the_cache_folder_is_refused(tmp_path, where):
-    _corpus().save(tmp_path / "cache" / "clotho")
+    small_real_corpus().save(tmp_path / "cache" / "clotho")
     before = {p.name: p.read_bytes() for p in (tmp_path / "cache" / "clotho").iterdir()}
     out = tmp_path / where / "x.tar"
     if where == "cache":
@@ -283,7 +272,7 @@ def test_export_into_the_cache_folder_is_refused(tmp_path, where):
     (lambda p: p.write_bytes(b""), "not a readable embedding cache archive"),
 ])
 def test_damaged_archives_are_named(tmp_path, damage, message):
-    _corpus().save(tmp_path / "c")
+    small_real_corpus().save(tmp_path / "c")
     out = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
     damage(out["path"])
     with pytest.raises(ValueError, match=message) as err:
@@ -304,7 +293,7 @@ def test_a_cut_manifest_is_named(tmp_path):
 
 @pytest.mark.parametrize("bad", ["", "abc", "sha256:", "0" * 63, "g" * 64, "md5:" + "0" * 32, 12345])
 def test_malformed_sha256_is_refused_saying_what_one_looks_like(tmp_path, bad):
-    _corpus().save(tmp_path / "c")
+    small_real_corpus().save(tmp_path / "c")
     out = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
     with pytest.raises(ValueError, match="sha256"):
         archive.import_cache(out["path"], tmp_path / "t" / "clotho", sha256=bad)
@@ -405,10 +394,10 @@ def test_an_interrupted_resave_of_checkpoints_lists_none_of_the_old_set(tmp_path
 
 
 def test_an_export_never_leaves_a_stale_sha256_beside_a_new_archive(tmp_path, monkeypatch):
-    _corpus().save(tmp_path / "c")
+    small_real_corpus().save(tmp_path / "c")
     first = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
     monkeypatch.setattr(archive, "atomic_write_text", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
-    other = _corpus({"source": "clotho", "text_model": "offline", "audio_frontend": "passt-20s",
+    other = small_real_corpus({"source": "clotho", "text_model": "offline", "audio_frontend": "passt-20s",
                      "audio_pretrained": True})
     other.save(tmp_path / "c2")
     with pytest.raises(KeyboardInterrupt):
