@@ -238,9 +238,12 @@ def check_page(browser, url: str, screenshot: Path | None = None, chapter: bool 
         text = page.evaluate("() => (document.querySelector('main') || document.body).innerText")
         for words in sorted(set(history_words(text))):
             problems.append(("words", f"words about the project's history: {words!r}"))
-        if screenshot is not None:
+        if screenshot is not None:     # the page as a phone shows it: reloaded, cells collapsed
             page.set_viewport_size({"width": PHONE, "height": 844})
-            page.wait_for_timeout(300)
+            page.reload(wait_until="load", timeout=60_000)
+            page.wait_for_load_state("networkidle", timeout=30_000)
+            page.evaluate(MATHJAX_DONE_JS)
+            page.evaluate(IMAGES_JS)
             page.screenshot(path=str(screenshot.with_name(screenshot.stem + f"-{PHONE}.png")), full_page=True)
     finally:
         context.close()
