@@ -2,14 +2,12 @@
 per-caption ranks, and top-k search results."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
 from .data import RetrievalSplit
 from .loss import sample_impostors, triplet_terms
-from .metrics import ranks
+from .metrics import check_k, ranks, real_tensor
 from .text import query_embedding
 
 
@@ -22,10 +20,18 @@ def pair_scores(audio_emb: "torch.Tensor | np.ndarray", split: RetrievalSplit, b
     audio_emb: (n_clips, d) embeddings of the split's clips (e.g. TrainResult.embed_audio).
     Returns numpy arrays {"pos", "audio_imp", "caption_imp"} for plots.plot_score_distributions.
     """
-    audio_emb = torch.as_tensor(audio_emb, dtype=torch.float32)
+    batch_size = check_k(batch_size, "batch_size")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    audio_emb = real_tensor(audio_emb, "audio_emb").float()
     query = query_embedding(split.text_emb)
+    if audio_emb.ndim != 2 or audio_emb.shape != (split.n_clips, query.shape[1]):
+        raise ValueError(f"audio_emb must be (n_clips, d) = ({split.n_clips}, {query.shape[1]}) for "
+                         f"split {split.name!r}, got shape {tuple(audio_emb.shape)}")
+    if not torch.isfinite(audio_emb).all():
+        raise ValueError("audio_emb contains NaN or inf")
     clip_of = torch.from_numpy(split.caption_clip)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(split.n_captions, generator=gen)
     out = {"pos": [], "audio_imp": [], "caption_imp": []}
     for s in range(0, split.n_captions, batch_size):
@@ -45,14 +51,24 @@ def caption_ranks(scores: "torch.Tensor | np.ndarray", split: RetrievalSplit) ->
     return ranks(scores, split.caption_clip).numpy()
 
 
+def _query_row(query_scores) -> torch.Tensor:
+    """One query's scores as a 1-d float64 tensor (float64: no tie is invented by a cast)."""
+    t = real_tensor(query_scores, "query_scores")
+    if t.dtype == torch.bool:
+        raise ValueError("query_scores are booleans: pass one query's similarity scores")
+    if t.ndim != 1 and not (t.ndim == 2 and 1 in t.shape):
+        raise ValueError(f"query_scores must hold one query's scores (n_clips,), got shape {tuple(t.shape)}")
+    t = t.to(torch.float64).flatten()
+    if not torch.isfinite(t).all():
+        raise ValueError("query_scores contain NaN or inf")
+    return t
+
+
 def top_k(query_scores: "torch.Tensor | np.ndarray | list", split: RetrievalSplit, k: int = 10) -> list[dict]:
     """The k best clips (k >= 1; fewer when the split has fewer clips) for one query's scores
     (n_clips,): rank, clip name, score, a reference caption."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    query_scores = torch.as_tensor(query_scores, dtype=torch.float32).flatten()
-    if not torch.isfinite(query_scores).all():
-        raise ValueError("query_scores contain NaN or inf")
+    k = check_k(k)
+    query_scores = _query_row(query_scores)
     if query_scores.shape[0] != split.n_clips:
         raise ValueError(f"expected {split.n_clips} scores (one per clip), got {query_scores.shape[0]}")
     order = torch.argsort(query_scores, descending=True)[:k].tolist()

@@ -19,7 +19,6 @@ CLI: `python -m retrieval_lib export-cache --cache-dir DIR [--out FILE]` and
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -27,10 +26,11 @@ import shutil
 import tarfile
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from . import __version__
+from .core import (UnsafePathError, atomic_write_json, atomic_write_text, check_provenance,
+                   ensure_dir, is_within, parse_sha256, read_json, refuse_symlink, sha256_file)
 from .data import Corpus
 
 FORMAT = "retrieval_lib embedding cache"
@@ -38,14 +38,6 @@ FORMAT_VERSION = 1
 PREFIX = "retrieval_lib_cache"
 MANIFEST = "MANIFEST.json"
 IMPORTED_MARKER = ".imported_from.json"
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def corpus_dir(cache_dir) -> Path:
@@ -67,14 +59,21 @@ def _default_name(provenance: dict) -> str:
 
 def export_cache(cache_dir, out=None) -> dict:
     """Pack the embedding cache in cache_dir into one archive; returns {"path", "sha256",
-    "provenance", "files"}. The corpus is loaded (and so validated) before it is packed."""
+    "provenance", "files"}. The corpus is loaded (and so validated) before it is packed. An
+    output inside the cache folder is refused (it would overwrite the cache's own files); the
+    archive and its .sha256 file appear complete or not at all."""
     source = corpus_dir(cache_dir)
     corpus = Corpus.load(source)
     provenance = corpus.provenance
     out = Path(out) if out is not None else source.parent / _default_name(provenance)
     if out.is_dir() or not out.suffix:     # a folder (existing, or a name without extension)
         out = out / _default_name(provenance)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if is_within(out.parent, source):
+        raise UnsafePathError(f"--out {out} lies inside the cache folder {source}: the archive "
+                              "would be written among the files it packs; choose a folder outside it")
+    ensure_dir(out.parent, "output folder")
+    if out.exists() and not out.is_file():
+        raise UnsafePathError(f"{out} exists and is not a file; choose another --out")
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as tmp:
         staged = Path(tmp) / PREFIX
         corpus.save(staged)              # exactly the corpus files, nothing else of the cache
@@ -92,7 +91,7 @@ def export_cache(cache_dir, out=None) -> dict:
                 tar.add(staged / name, arcname=f"{PREFIX}/{name}", recursive=False)
         digest = sha256_file(partial)
         os.replace(partial, out)
-    Path(str(out) + ".sha256").write_text(f"{digest}  {out.name}\n")
+    atomic_write_text(Path(str(out) + ".sha256"), f"{digest}  {out.name}\n")   # replaces a link
     return {"path": out, "sha256": digest, "provenance": provenance, "files": files}
 
 
@@ -102,39 +101,77 @@ def _is_url(archive) -> bool:
 
 def fetch_archive(archive, sha256: str | None = None, download_dir=None, progress: bool = True) -> Path:
     """A local path to the archive: a URL is downloaded with pooch (checked against sha256, kept
-    in download_dir and reused when already there); a path is checked against sha256."""
+    in download_dir and reused when already there); a path is checked against sha256. sha256 is
+    accepted as users paste it (core.parse_sha256: "sha256:<hex>", a line of the .sha256 file)."""
+    if sha256 is not None:
+        sha256 = parse_sha256(sha256, "the archive's sha256")
     if _is_url(archive):
+        import logging
+
         import pooch
 
-        if sha256 is None:
-            warnings.warn(f"no sha256 given for {archive}: the archive is downloaded UNVERIFIED")
         name = archive.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "embedding-cache.tar"
-        download_dir = Path(download_dir or tempfile.gettempdir())
-        path = pooch.retrieve(archive, known_hash=f"sha256:{sha256}" if sha256 else None,
-                              fname=name, path=download_dir, progressbar=progress)
+        download_dir = ensure_dir(download_dir or tempfile.gettempdir(), "download folder")
+        refuse_symlink(download_dir / name, "downloaded archive")
+        logger = pooch.get_logger()
+        level = logger.level
+        logger.setLevel(logging.WARNING)      # no "use this value as known_hash" hint
+        try:
+            path = pooch.retrieve(archive, known_hash=f"sha256:{sha256}" if sha256 else None,
+                                  fname=name, path=download_dir, progressbar=progress)
+        except ValueError as err:            # pooch: hash mismatch
+            raise ValueError(f"{archive}: {err}") from None
+        except Exception as err:             # HTTPError, ConnectionError, ...
+            raise ValueError(f"cannot download the archive {archive} ({type(err).__name__}: "
+                             f"{err})") from None
+        finally:
+            logger.setLevel(level)
+        if sha256 is None:
+            print(f"note: no sha256 given for {archive}: downloaded unverified (sha256 "
+                  f"{sha256_file(path)})")
         return Path(path)
     path = Path(archive).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"embedding cache archive not found: {path}")
     if sha256 is not None:
         got = sha256_file(path)
-        if got != sha256.lower():
+        if got != sha256:
             raise ValueError(f"{path}: sha256 is {got}, expected {sha256}; the archive is damaged "
                              f"or not the one meant")
     return path
 
 
+def _open_tar(path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, "r")
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise ValueError(f"{path}: not a readable embedding cache archive ({type(err).__name__}: "
+                         f"{err}); the file is damaged, truncated or not an export-cache archive") from err
+
+
 def read_manifest(path) -> dict:
-    with tarfile.open(path, "r") as tar:
-        try:
-            member = tar.getmember(f"{PREFIX}/{MANIFEST}")
-        except KeyError:
-            raise ValueError(f"{path} is not an embedding cache archive (no {PREFIX}/{MANIFEST})") from None
-        manifest = json.loads(tar.extractfile(member).read())
+    """The manifest of an archive; a damaged archive or manifest raises ValueError naming it."""
+    try:
+        with _open_tar(path) as tar:
+            try:
+                member = tar.getmember(f"{PREFIX}/{MANIFEST}")
+            except KeyError:
+                raise ValueError(f"{path} is not an embedding cache archive (no {PREFIX}/{MANIFEST})") from None
+            manifest = json.loads(tar.extractfile(member).read())
+    except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: the archive is damaged or cut ({type(err).__name__}: {err}); "
+                         "download or export it again") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: its {MANIFEST} is damaged or cut ({type(err).__name__}: "
+                         f"{err}); export the cache again") from err
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: its {MANIFEST} is not a manifest (a JSON object)")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unknown archive format {manifest.get('format')!r} version "
                          f"{manifest.get('format_version')!r} (this library reads {FORMAT!r} "
                          f"version {FORMAT_VERSION})")
+    if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("provenance"), dict):
+        raise ValueError(f"{path}: its {MANIFEST} lacks the list of files or the provenance")
     return manifest
 
 
@@ -142,20 +179,23 @@ def import_cache(archive, target, sha256: str | None = None, expect: dict | None
                  progress: bool = True) -> Corpus:
     """Unpack an exported embedding cache (path or URL) into the folder `target`.
 
-    expect: {"text_model": ..., "passt_variant": ..., "passt_pretrained": ...}; an archive whose
-    provenance differs is refused (sources.check_provenance) before anything is written. A
-    target already imported from the same archive is left alone; a target holding another
-    complete corpus is refused rather than overwritten.
+    expect: what the caller asks for (model-neutral keys, e.g. sources.requested_provenance:
+    text_model, audio_frontend, audio_pretrained); an archive whose provenance differs is refused
+    (core.check_provenance, both sides named) before anything is written. A target already
+    imported from the same archive is left alone; a target holding another complete corpus is
+    refused rather than overwritten. The corpus files move into place with corpus.json last.
     """
-    from .sources import check_provenance
-
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(target.parent, "cache folder")
     path = fetch_archive(archive, sha256, download_dir=target.parent / ".archives", progress=progress)
-    digest = sha256 or sha256_file(path)
-    marker = target / IMPORTED_MARKER
+    digest = parse_sha256(sha256) if sha256 else sha256_file(path)
+    marker = refuse_symlink(target / IMPORTED_MARKER, "import record")
     if (target / "corpus.json").is_file():
-        if marker.is_file() and json.loads(marker.read_text()).get("sha256") == digest:
+        try:
+            same = marker.is_file() and read_json(marker, "import record").get("sha256") == digest
+        except (ValueError, AttributeError):
+            same = False
+        if same:
             corpus = Corpus.load(target)
             if expect:
                 check_provenance(corpus.provenance, expect, f"the embedding cache in {target}")
@@ -168,17 +208,21 @@ def import_cache(archive, target, sha256: str | None = None, expect: dict | None
     files = manifest["files"]
     with tempfile.TemporaryDirectory(prefix=".import-", dir=target.parent) as tmp:
         tmp = Path(tmp)
-        with tarfile.open(path, "r") as tar:
-            for member in tar.getmembers():
-                head, _, name = member.name.partition("/")
-                if name == MANIFEST:
-                    continue
-                # only the regular files the manifest lists, flat under the prefix: no links,
-                # no absolute or parent paths, nothing else written anywhere
-                if head != PREFIX or not member.isfile() or name not in files or "/" in name:
-                    raise ValueError(f"{path}: unexpected member {member.name!r}")
-                with tar.extractfile(member) as src, (tmp / name).open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+        try:
+            with _open_tar(path) as tar:
+                for member in tar.getmembers():
+                    head, _, name = member.name.partition("/")
+                    if name == MANIFEST:
+                        continue
+                    # only the regular files the manifest lists, flat under the prefix: no links,
+                    # no absolute or parent paths, nothing else written anywhere
+                    if head != PREFIX or not member.isfile() or name not in files or "/" in name:
+                        raise ValueError(f"{path}: unexpected member {member.name!r}")
+                    with tar.extractfile(member) as src, (tmp / name).open("xb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise ValueError(f"{path}: the archive is damaged or cut ({type(err).__name__}: {err}); "
+                             "download or export it again") from err
         missing = sorted(set(files) - {p.name for p in tmp.iterdir()})
         if missing:
             raise ValueError(f"{path}: files listed in the manifest are missing: {missing}")
@@ -187,9 +231,10 @@ def import_cache(archive, target, sha256: str | None = None, expect: dict | None
             if got != want:
                 raise ValueError(f"{path}: {name} has sha256 {got}, the manifest says {want}")
         corpus = Corpus.load(tmp)        # a complete, consistent corpus before anything moves
-        target.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"sha256": digest, "source": str(archive)}, indent=2))
+        ensure_dir(target, "cache folder")
+        atomic_write_json(marker, {"sha256": digest, "source": str(archive)})
         for name in sorted(files, key=lambda n: n == "corpus.json"):   # corpus.json last
+            refuse_symlink(target / name, "corpus file")
             os.replace(tmp / name, target / name)
     return corpus
 
@@ -211,24 +256,40 @@ def add_cli_commands(sub) -> None:
                                    "where load_corpus('clotho', cache_dir=CACHE_DIR) finds it.")
     i.add_argument("archive", help="path or http(s) URL of the archive")
     i.add_argument("--cache-dir", required=True, help="load_corpus's cache_dir")
-    i.add_argument("--sha256", default=None, help="expected sha256 of the archive (checked)")
+    i.add_argument("--sha256", default=None,
+                   help="expected sha256 of the archive (hex, 'sha256:<hex>', or the .sha256 line)")
+    i.add_argument("--text-model", default=None,
+                   help="refuse the archive unless its captions were encoded with this text model "
+                        "(e.g. the chapters' default sentence-transformers/all-mpnet-base-v2)")
+    i.add_argument("--frontend", default=None,
+                   help="refuse the archive unless its audio vectors come from this front end "
+                        "(e.g. passt-10s)")
     i.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_cli_command(args) -> int:
+    """export-cache / import-cache; errors are raised for the CLI's one-line reporting."""
     if args.command == "export-cache":
         out = export_cache(args.cache_dir, args.out)
         p = out["provenance"]
         print(f"archive: {out['path']}\nsha256: {out['sha256']}\ntext model: {p.get('text_model')}  "
-              f"PaSST: {p.get('passt_variant')} (pretrained={p.get('passt_pretrained')})  "
+              f"audio: {p.get('audio_frontend') or p.get('passt_variant')} "
+              f"(pretrained={p.get('audio_pretrained', p.get('passt_pretrained'))})  "
               f"source: {p.get('source')}")
         return 0
     target = Path(args.cache_dir) / "clotho"
-    corpus = import_cache(args.archive, target, sha256=args.sha256, progress=not args.no_progress)
+    expect = {}
+    if args.text_model:
+        from .core import canonical_text_model
+        expect["text_model"] = canonical_text_model(args.text_model)
+    if args.frontend:
+        expect["audio_frontend"] = args.frontend
+    corpus = import_cache(args.archive, target, sha256=args.sha256, expect=expect or None,
+                          progress=not args.no_progress)
     print(f"imported into {target}: {sum(s.n_clips for s in corpus.splits())} clips, text model "
           f"{corpus.provenance.get('text_model')}")
     return 0
 
 
-__all__ = ["export_cache", "import_cache", "fetch_archive", "read_manifest", "corpus_dir",
+__all__ = ["export_cache", "import_cache", "fetch_archive", "read_manifest", "corpus_dir", "sha256_file",
            "add_cli_commands", "run_cli_command"]

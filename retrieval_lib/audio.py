@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import numbers
 import os
 import struct
 import warnings
@@ -28,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .tags import N_TAGS
+from .core import AudioError, AudioFrontend, resolve_device, sha256_file
+from .tags import AUDIOSET_LABELS, N_TAGS
 
 PASST_SR = 32000
 
@@ -36,18 +38,22 @@ PASST_SR = 32000
 # "10s" is the paper's model and windowing (10 s windows, 2.5 s hop). "20s" / "30s" are the
 # PaSST models trained on 20 s / 30 s inputs; their hops are those hear21passt's base20sec /
 # base30sec use. A 20s model sees a Clotho clip of 15-20 s in one pass and windows longer ones.
+# weights_file: the release file hear21passt downloads for the variant; torch.hub keeps it as
+# $TORCH_HOME/hub/checkpoints/<weights_file>, and its sha256 is recorded as the weights' identity.
 VARIANTS = {
-    "10s": {"arch": "passt_s_swa_p16_128_ap476", "input_tdim": 998, "window_ms": 10000, "hop_ms": 2500},
-    "20s": {"arch": "passt_20sec", "input_tdim": 2000, "window_ms": 20000, "hop_ms": 5000},
-    "30s": {"arch": "passt_30sec", "input_tdim": 3000, "window_ms": 30000, "hop_ms": 10000},
+    "10s": {"arch": "passt_s_swa_p16_128_ap476", "input_tdim": 998, "window_ms": 10000, "hop_ms": 2500,
+            "weights_file": "passt-s-f128-p16-s10-ap.476-swa.pt"},
+    "20s": {"arch": "passt_20sec", "input_tdim": 2000, "window_ms": 20000, "hop_ms": 5000,
+            "weights_file": "passt-s-f128-20sec-p16-s10-ap.474-swa.pt"},
+    "30s": {"arch": "passt_30sec", "input_tdim": 3000, "window_ms": 30000, "hop_ms": 10000,
+            "weights_file": "passt-s-f128-30sec-p16-s10-ap.473-swa.pt"},
 }
+# A float waveform whose peak exceeds this is not audio in [-1, 1] (integer PCM stored as float,
+# or a wrong gain): refused instead of being sent to PaSST, whose mel front end expects [-1, 1].
+MAX_FLOAT_PEAK = 16.0   # 24 dB over full scale
 
 # PaSST's mel front end hops 320 samples and patches 16 frames: shorter input cannot form a patch.
 MIN_SAMPLES = 16 * 320
-
-
-class AudioError(ValueError):
-    """An audio file that cannot be used (missing, unreadable, empty, NaN, wrong rate)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,6 +107,9 @@ def load_audio(path: "str | os.PathLike", target_sr: int = PASST_SR, resample: b
 
     if not isinstance(path, (str, os.PathLike)):
         raise AudioError(f"load_audio takes a file path, got {type(path).__name__}")
+    if isinstance(target_sr, bool) or not isinstance(target_sr, numbers.Integral) or target_sr < 1000:
+        raise ValueError(f"target_sr must be a sample rate in Hz (an integer >= 1000, PaSST: "
+                         f"{PASST_SR}), got {target_sr!r}")
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
@@ -119,6 +128,11 @@ def load_audio(path: "str | os.PathLike", target_sr: int = PASST_SR, resample: b
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(wave).all():
         raise AudioError(f"{path}: the audio contains NaN or inf samples")
+    peak = float(np.abs(wave).max())
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioError(f"{path}: samples reach {peak:g}, far above full scale (1.0): a float file "
+                         f"holding integer-scaled PCM or a wrong gain; rescale it to [-1, 1] "
+                         f"(e.g. divide by 32768 for 16-bit values)")
     if sr != target_sr:
         if not resample:
             raise ValueError(f"{path}: sample rate is {sr} Hz but {target_sr} Hz is required "
@@ -128,13 +142,35 @@ def load_audio(path: "str | os.PathLike", target_sr: int = PASST_SR, resample: b
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
+def load_clip(path: "str | os.PathLike", sample_rate: int = PASST_SR, min_samples: int = 1) -> np.ndarray:
+    """load_audio, refusing (AudioError naming the file) a clip shorter than `min_samples` at
+    `sample_rate` (an audio front end's minimum: PaSST needs 0.16 s): what the extractions read."""
+    wave = load_audio(path, sample_rate, resample=True)
+    if wave.size < min_samples:
+        raise AudioError(f"{path}: {wave.size / sample_rate:.3f} s is too short for the audio front "
+                         f"end (at least {min_samples / sample_rate:.2f} s)")
+    return wave
+
+
 # ---------------------------------------------------------------------------------------------
 # Building PaSST
 # ---------------------------------------------------------------------------------------------
 
 def default_device() -> str:
-    """"cuda" when a GPU is available, else "cpu"."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """"cuda" when a GPU is available, else "cpu" (core.resolve_device(None) as a string)."""
+    return str(resolve_device(None))
+
+
+def weights_path(variant: str = "10s") -> Path:
+    """Where torch.hub keeps (or will keep) the pretrained weights file of a PaSST variant."""
+    spec = VARIANTS[_check_variant(variant)]
+    return Path(torch.hub.get_dir()) / "checkpoints" / spec["weights_file"]
+
+
+def _check_variant(variant) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown PaSST variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    return variant
 
 
 def build_passt(variant: str = "10s", pretrained: bool = True, device: "str | torch.device | None" = None,
@@ -146,8 +182,8 @@ def build_passt(variant: str = "10s", pretrained: bool = True, device: "str | to
     which is what offline tests use. `seed` makes the random initialisation reproducible
     without touching the global random state.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown PaSST variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    _check_variant(variant)
+    device = resolve_device(device)
     # imported here: importing the library must stay cheap and side-effect free
     from hear21passt.models import passt as passt_models
     from hear21passt.models.preprocess import AugmentMelSTFT
@@ -174,7 +210,7 @@ def build_passt(variant: str = "10s", pretrained: bool = True, device: "str | to
     passt_models.first_RUN = False
     model = PasstBasicWrapper(mel=mel, net=net, mode="logits", max_model_window=spec["window_ms"],
                               scene_hop=spec["hop_ms"])
-    return model.to(device or default_device()).eval()
+    return model.to(device).eval()
 
 
 @contextlib.contextmanager
@@ -232,7 +268,15 @@ def _as_float_wave(waveform, what: str) -> np.ndarray:
                          "to float in [-1, 1]")
     if arr.dtype.kind == "c":
         raise ValueError(f"{what}: expected a real waveform, got complex numbers")
-    return arr.astype(np.float32, copy=False)
+    if arr.dtype.kind != "f":
+        raise ValueError(f"{what}: expected a waveform of numbers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)    # also a reversed (negative-stride) view
+    peak = float(np.abs(arr).max()) if arr.size and np.isfinite(arr).all() else 0.0
+    if peak > MAX_FLOAT_PEAK:
+        raise ValueError(f"{what}: samples reach {peak:g}, far above full scale (1.0): PaSST expects "
+                         "float audio in [-1, 1]; rescale it (integer PCM: pass the integer array, "
+                         "it is scaled by its type's range)")
+    return arr
 
 
 def _as_clip(waveform, what) -> torch.Tensor:
@@ -247,8 +291,9 @@ def _as_clip(waveform, what) -> torch.Tensor:
     return x
 
 
-class PasstLogitExtractor:
-    """Batched PaSST logit extraction with the paper's long-clip windowing.
+class PasstLogitExtractor(AudioFrontend):
+    """Batched PaSST logit extraction with the paper's long-clip windowing: the audio front end
+    "passt-10s" (and "passt-20s", "passt-30s"), 527 AudioSet logits per clip at 32 kHz.
 
     >>> ex = PasstLogitExtractor("10s", pretrained=False)        # doctest: +SKIP
     >>> ex.logits([np.zeros(32000 * 17, np.float32)]).shape    # doctest: +SKIP
@@ -265,21 +310,30 @@ class PasstLogitExtractor:
 
     amp: autocast the forward passes (float16 on CUDA, bfloat16 on CPU); default on for CUDA,
     off for CPU. Logits are returned as float32 either way.
+
+    Identity (recorded in every cache, archive, index and checkpoint made from its logits): a
+    pretrained network is identified by the sha256 of the weights file torch.hub loaded
+    (`weights_path`), a random one by its seed and a fingerprint of its parameters.
     """
+
+    sample_rate = PASST_SR
+    output_dim = N_TAGS
+    class_names = AUDIOSET_LABELS
+    min_samples = MIN_SAMPLES
 
     def __init__(self, variant: str = "10s", pretrained: bool = True, device=None,
                  batch_size: int = 8, amp: bool | None = None, model=None, progress: bool = False,
                  seed: int | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown PaSST variant {variant!r}; choose one of {sorted(VARIANTS)}")
-        self.variant, self.pretrained = variant, bool(pretrained)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.variant, self.pretrained = _check_variant(variant), bool(pretrained)
+        self.name = f"passt-{variant}"
         self.seed = seed
+        self.custom_model = model is not None
         if model is None:
             model = build_passt(variant, pretrained=pretrained, device=device, seed=seed)
         elif device is not None:
-            model = model.to(device)
+            model = model.to(resolve_device(device))
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.batch_size = int(batch_size)
@@ -290,20 +344,40 @@ class PasstLogitExtractor:
         self.window = int(model.max_model_window)
         self.hop = int(model.scene_hop)
 
-    def describe(self) -> dict:
-        """What produced the logits (for a corpus' provenance and the pipeline's resume check).
+    def embed(self, waveforms) -> np.ndarray:
+        """The front-end interface: (n, 527) logits of n waveforms at 32 kHz."""
+        return self.logits(waveforms)
 
-        A random-weight PaSST is also described by its seed and a fingerprint of its weights,
-        so shards of two random models are never mixed."""
-        out = {"passt_variant": self.variant, "passt_arch": VARIANTS[self.variant]["arch"],
-               "passt_pretrained": self.pretrained, "sample_rate": PASST_SR,
+    def weights_file(self) -> Path | None:
+        """The weights file a pretrained network was loaded from (None for a random or a
+        hand-built network, or when the file is not where torch.hub keeps it)."""
+        if not self.pretrained or self.custom_model:
+            return None
+        path = weights_path(self.variant)
+        return path if path.is_file() else None
+
+    def weights_id(self) -> str:
+        """"sha256:<hex>" of the weights file loaded; for a random network
+        "random:seed=<seed>:sha1=<fingerprint>"; for a hand-built one "params:sha1=<fingerprint>"."""
+        if getattr(self, "_weights_id", None) is None:
+            path = self.weights_file()
+            if path is not None:
+                self._weights_id = "sha256:" + sha256_file(path)
+            elif not self.pretrained:
+                self._weights_id = f"random:seed={self.seed}:sha1={self.weights_fingerprint()}"
+            else:
+                self._weights_id = f"params:sha1={self.weights_fingerprint()}"
+        return self._weights_id
+
+    def details(self) -> dict:
+        out = {"variant": self.variant, "arch": VARIANTS[self.variant]["arch"],
                "windowing": {"window_s": self.window / PASST_SR, "hop_s": self.hop / PASST_SR,
                              "pad": "reflect, half a window each side, clips longer than the window",
                              "aggregation": "mean of pre-sigmoid window logits"},
                "amp": self.amp and str(self.amp_dtype).replace("torch.", "")}
-        if not self.pretrained:
-            out["passt_seed"] = self.seed
-            out["passt_weights_sha1"] = self.weights_fingerprint()
+        path = self.weights_file()
+        if path is not None:
+            out["weights_file"] = path.name
         return out
 
     def weights_fingerprint(self) -> str:
@@ -419,5 +493,63 @@ def windows_per_clip(seconds: float, variant: str = "10s") -> int:
     return 1 if n <= window else (n + 2 * (window // 2) - window) // hop + 1
 
 
+def passt_settings(variant: str = "10s", pretrained: bool = True, seed: int | None = None) -> dict:
+    """What PaSST vectors depend on, computed without building the network (a resumable folder
+    index checks it before deciding whether PaSST is needed at all): the front end's neutral
+    provenance, with the weights identified by the sha256 of the weights file (pretrained) or by
+    the seed (random)."""
+    spec = VARIANTS[_check_variant(variant)]
+    path = weights_path(variant)
+    if pretrained:
+        weights = "sha256:" + sha256_file(path) if path.is_file() else None
+    else:
+        weights = f"random:seed={seed}"
+    window, hop = spec["window_ms"] / 1000, spec["hop_ms"] / 1000
+    return {"audio_frontend": f"passt-{variant}", "audio_pretrained": bool(pretrained),
+            "audio_weights": weights, "audio_dim": N_TAGS, "audio_sample_rate": PASST_SR,
+            "audio_classes": N_TAGS, "audio_min_samples": MIN_SAMPLES,
+            "audio": {"variant": variant, "arch": spec["arch"],
+                      "windowing": {"window_s": window, "hop_s": hop}}}
+
+
+AUTOCAST = {"fp16": "float16", "float16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+def autocast_dtype(autocast, device_type: str):
+    """None -> the default (float16 on CUDA, off on CPU); False / "fp32" / "off" -> off;
+    True -> float16 on CUDA, bfloat16 on CPU; "fp16" / "bf16" -> that dtype. Returns a torch
+    dtype or None (full float32)."""
+    if autocast is None:
+        return torch.float16 if device_type == "cuda" else None
+    if autocast is False or (isinstance(autocast, str) and autocast.lower() in ("fp32", "float32", "off", "none")):
+        return None
+    if autocast is True:
+        return torch.float16 if device_type == "cuda" else torch.bfloat16
+    key = str(autocast).lower()
+    if key not in AUTOCAST:
+        raise ValueError(f"autocast must be None, True, False, 'fp32', 'fp16' or 'bf16', got {autocast!r}")
+    return getattr(torch, AUTOCAST[key])
+
+
+def make_passt(variant: str = "10s", pretrained: bool = True, device=None,
+               batch_size: int | None = None, autocast=None, seed: int | None = None,
+               progress: bool = False) -> PasstLogitExtractor:
+    """A PasstLogitExtractor with the chapters' knobs: device (None = cuda when available),
+    batch_size (windows per forward pass; None = 32 on CUDA, 8 on CPU) and autocast (see
+    autocast_dtype). The logits come back as float32 whatever the autocast dtype."""
+    _check_variant(variant)
+    dev = resolve_device(device)
+    if batch_size is None:
+        batch_size = 32 if dev.type == "cuda" else 8
+    dtype = autocast_dtype(autocast, dev.type)       # checked before PaSST is built
+    extractor = PasstLogitExtractor(variant, pretrained=pretrained, device=dev,
+                                    batch_size=batch_size, amp=dtype is not None, seed=seed,
+                                    progress=progress)
+    if dtype is not None:
+        extractor.amp_dtype = dtype
+    return extractor
+
+
 __all__ = ["AudioError", "PASST_SR", "VARIANTS", "build_passt", "load_audio", "mel_spectrogram",
-           "PasstLogitExtractor", "windows_per_clip", "default_device", "wav_truncation"]
+           "PasstLogitExtractor", "windows_per_clip", "default_device", "wav_truncation",
+           "weights_path", "make_passt", "autocast_dtype", "MAX_FLOAT_PEAK", "passt_settings", "load_clip"]

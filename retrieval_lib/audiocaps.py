@@ -24,10 +24,10 @@ afterwards, refusing a cache made with another text model or PaSST.
 """
 from __future__ import annotations
 
-import csv
 import warnings
 from pathlib import Path
 
+from .core import DEFAULT_AUDIO_FRONTEND, check_plain_name, check_provenance, read_csv
 from .data import SPLITS, Corpus
 from .text import clean_caption
 
@@ -41,37 +41,37 @@ def captions_csv(audiocaps_dir, split: str) -> Path:
 
 def read_captions(path) -> list:
     """[(clip key, {"youtube_id", "start_time", "audiocap_ids"}, [captions]), ...] in file order,
-    one entry per clip (rows sharing youtube_id and start_time are one clip)."""
+    one entry per clip (rows sharing youtube_id and start_time are one clip). Refuses (naming
+    the file and line) what core.read_csv refuses (not UTF-8, NUL bytes, a column named twice,
+    extra fields), empty ids, a start_time that is not a number, ids that are not plain names
+    (they become file names) and captions with no word."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"AudioCaps captions file not found: {path} (expected the official "
                                 f"train.csv / val.csv / test.csv with columns {', '.join(COLUMNS)})")
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; expected {','.join(COLUMNS)}, "
-                             f"found {','.join(header) or '(empty file)'}")
-        clips: dict = {}
-        for row_no, row in enumerate(reader, start=2):
-            yt, start = (row["youtube_id"] or "").strip(), (row["start_time"] or "").strip()
-            cap_id, caption = (row["audiocap_id"] or "").strip(), row["caption"] or ""
-            if not yt or not start:
-                raise ValueError(f"{path}, row {row_no}: empty youtube_id or start_time")
-            try:
-                float(start)
-            except ValueError:
-                raise ValueError(f"{path}, row {row_no}: start_time {start!r} is not a number") from None
-            try:
-                clean_caption(caption)
-            except ValueError as err:
-                raise ValueError(f"{path}, row {row_no} (audiocap_id {cap_id}): {err}") from None
-            key = f"{yt}_{start}"
-            entry = clips.setdefault(key, {"youtube_id": yt, "start_time": start, "audiocap_ids": [],
-                                           "captions": []})
-            entry["audiocap_ids"].append(cap_id)
-            entry["captions"].append(caption.strip())
+    clips: dict = {}
+    for line, row in read_csv(path, COLUMNS, "AudioCaps captions file"):
+        where = f"{path}, line {line}"
+        yt, start = (row["youtube_id"] or "").strip(), (row["start_time"] or "").strip()
+        cap_id, caption = (row["audiocap_id"] or "").strip(), row["caption"] or ""
+        if not yt or not start:
+            raise ValueError(f"{where}: empty youtube_id or start_time")
+        check_plain_name(yt, where)
+        if cap_id:
+            check_plain_name(cap_id, where)
+        try:
+            float(start)
+        except ValueError:
+            raise ValueError(f"{where}: start_time {start!r} is not a number") from None
+        try:
+            clean_caption(caption)
+        except ValueError as err:
+            raise ValueError(f"{where} (audiocap_id {cap_id}): {err}") from None
+        key = f"{yt}_{start}"
+        entry = clips.setdefault(key, {"youtube_id": yt, "start_time": start, "audiocap_ids": [],
+                                       "captions": []})
+        entry["audiocap_ids"].append(cap_id)
+        entry["captions"].append(caption.strip())
     if not clips:
         raise ValueError(f"{path}: no caption rows")
     return [(key, {k: v for k, v in e.items() if k != "captions"}, e["captions"]) for key, e in clips.items()]
@@ -105,30 +105,35 @@ def find_clip(folders, info: dict) -> Path | None:
 
 
 def load_audiocaps(audiocaps_dir, cache_dir=None, text_model: str | None = None,
-                   passt_variant: str = "10s", *, passt_pretrained: bool = True,
+                   passt_variant: str | None = None, *, passt_pretrained: bool = True,
                    passt_batch_size: int | None = None, autocast=None, device=None,
                    strict: bool = False, shard_size: int = 128, progress: bool = True,
-                   extractor=None, text_encoder=None) -> Corpus:
+                   extractor=None, text_encoder=None,
+                   frontend: str = DEFAULT_AUDIO_FRONTEND) -> Corpus:
     """The AudioCaps embedding corpus (train / val / test) of the clips in audiocaps_dir.
 
     Built once into cache_dir/audiocaps (default cache: sources.data_dirs) and loaded from there
-    afterwards; a cache made with another text model / PaSST variant / weights is refused.
-    extractor / text_encoder: ready objects (tests); else built from the other arguments.
+    afterwards; a cache made with another text model / audio front end / weights is refused.
+    frontend: a registered front-end name (passt_variant "10s" is the older spelling of
+    "passt-10s"); extractor / text_encoder: ready objects (tests); else built from the other
+    arguments.
     """
     from . import __version__
-    from .pipeline import WORK, _check_work_settings, embed_split, make_extractor, make_text_encoder
-    from .sources import check_provenance, data_dirs, requested_provenance
-    from .tags import encode_tag_names
+    from .pipeline import WORK, corpus_tags, embed_split, make_text_encoder
+    from .frontends import make_frontend
+    from .sources import data_dirs, requested_provenance
 
     audiocaps_dir = Path(audiocaps_dir)
     if not audiocaps_dir.is_dir():
         raise FileNotFoundError(f"AudioCaps folder not found: {audiocaps_dir}")
     cache_dir = data_dirs(cache_dir=cache_dir)[1]
     target = cache_dir / "audiocaps"
+    if passt_variant is not None:
+        frontend = f"passt-{passt_variant}"
     if extractor is not None:
-        passt_variant, passt_pretrained = extractor.variant, extractor.pretrained
+        frontend, passt_pretrained = extractor.name, extractor.pretrained
     asked = requested_provenance(getattr(text_encoder, "model_name", None) or text_model,
-                                 passt_variant, passt_pretrained)
+                                 frontend=frontend, pretrained=passt_pretrained)
     if (target / "corpus.json").exists():
         corpus = Corpus.load(target)
         check_provenance(corpus.provenance, asked, f"the AudioCaps embedding cache in {target}")
@@ -161,11 +166,11 @@ def load_audiocaps(audiocaps_dir, cache_dir=None, text_model: str | None = None,
         listing[split] = (found, missing)
 
     if extractor is None:
-        extractor = make_extractor(passt_variant, passt_pretrained, device, passt_batch_size, autocast)
+        extractor = make_frontend(frontend, pretrained=passt_pretrained, device=device,
+                                  batch_size=passt_batch_size, autocast=autocast)
     if text_encoder is None:
         text_encoder = make_text_encoder(text_model, device)
     work_root = target / WORK
-    _check_work_settings(work_root, {k: v for k, v in extractor.describe().items() if k != "amp"})
     splits, skipped_all = {}, {}
     for split in SPLITS:
         found, missing = listing[split]
@@ -174,12 +179,11 @@ def load_audiocaps(audiocaps_dir, cache_dir=None, text_model: str | None = None,
         splits[split], skipped = embed_split(split, audiocaps_dir, rows, extractor, text_encoder,
                                              work_root / split, shard_size, strict, progress)
         skipped_all[split] = [{"file": k, "error": "clip not found"} for k in missing] + skipped
-    tag_emb = encode_tag_names(text_encoder)
     provenance = {
         "source": "audiocaps",
         "dataset": f"AudioCaps (user-supplied clips in {audiocaps_dir})",
         "text_model": str(text_encoder.model_name),
-        "text_dim": int(tag_emb.shape[1]),
+        "text_dim": int(splits["train"].text_emb.shape[1]),
         "caption_cleaning": "retrieval_lib.text.clean_caption",
         **extractor.describe(),
         "library_version": __version__,
@@ -187,7 +191,8 @@ def load_audiocaps(audiocaps_dir, cache_dir=None, text_model: str | None = None,
         "n_clips": {s: splits[s].n_clips for s in SPLITS},
         "n_captions": {s: splits[s].n_captions for s in SPLITS},
     }
-    corpus = Corpus(splits["train"], splits["val"], splits["test"], tag_emb, provenance)
+    corpus = Corpus(splits["train"], splits["val"], splits["test"],
+                    corpus_tags(extractor, text_encoder), provenance)
     check_provenance(provenance, asked, "the AudioCaps corpus just built")
     corpus.save(target)
     return corpus

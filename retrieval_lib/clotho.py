@@ -15,17 +15,21 @@ provenance source "synthetic".
 from __future__ import annotations
 
 import csv
-import hashlib
 import http.client
-import io
 import json
 import os
+import shutil
+import tempfile
+import time
 import urllib.error
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .core import (CHECKSUMS_ENV, ZENODO_URL_ENV, atomic_write_json, atomic_write_text, check_plain_name,
+                   ensure_dir, file_hash, open_private_append, read_csv, read_json, refuse_symlink,
+                   remove_file)
 from .text import clean_caption
 
 ZENODO_RECORD = "4783391"
@@ -33,10 +37,11 @@ ZENODO_RECORD = "4783391"
 # base_url argument or the environment variable RETRIEVAL_LIB_ZENODO_URL: either a template with
 # {name} or a folder URL (the file name is then appended after a slash), e.g. a mirror.
 ZENODO_URL = "https://zenodo.org/records/" + ZENODO_RECORD + "/files/{name}?download=1"
-URL_ENV = "RETRIEVAL_LIB_ZENODO_URL"
-# A JSON file {file name: "md5:<hex>" or "sha256:<hex>"} replacing the table below (a mirror
-# whose files differ, a new Clotho release); the checksums argument does the same in code.
-CHECKSUMS_ENV = "RETRIEVAL_LIB_CLOTHO_CHECKSUMS"
+URL_ENV = ZENODO_URL_ENV
+# CHECKSUMS_ENV names a JSON file {file name: "md5:<hex>" or "sha256:<hex>"} replacing the table
+# below (a mirror whose files differ, a new Clotho release); the checksums argument does the same.
+# Where each downloaded file came from and which checksum table checked it (data_dir/SOURCE_RECORD)
+SOURCE_RECORD = ".retrieval_lib_sources.json"
 
 # book split -> Clotho split
 SPLIT_MAP = {"train": "development", "val": "validation", "test": "evaluation"}
@@ -99,100 +104,134 @@ def checksum_table(checksums=None) -> dict:
         return {name: f"md5:{value}" for name, value in MD5.items()}
     table = {}
     for name, value in dict(checksums).items():
-        value = str(value).lower()
+        value = str(value).strip().lower()
         if ":" not in value:          # a bare hex string: its length says which algorithm
             value = ("md5:" if len(value) == 32 else "sha256:") + value
-        if value.split(":", 1)[0] not in ("md5", "sha256"):
-            raise ValueError(f"checksum of {name}: use md5:<hex> or sha256:<hex>, got {value!r}")
-        table[name] = value
+        algorithm, _, digest = value.partition(":")
+        digest = digest.strip()
+        lengths = {"md5": 32, "sha256": 64}
+        if algorithm not in lengths or len(digest) != lengths[algorithm] or \
+                any(ch not in "0123456789abcdef" for ch in digest):
+            raise ValueError(f"checksum of {name}: use md5:<32 hex digits> or sha256:<64 hex digits>, "
+                             f"got {str(checksums[name])!r}")
+        table[name] = f"{algorithm}:{digest}"
     return table
-
-
-def file_hash(path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verified(path: Path, known: str) -> bool:
     """Whether `path` carries the checksum `known`; a stamp (size, mtime, checksum) next to it
     spares hashing 7.5 GB again on every call."""
     stamp = path.with_name(f".{path.name}.verified")
+    refuse_symlink(stamp, "checksum stamp")
     st = path.stat()
     tag = f"{known} {st.st_size} {st.st_mtime_ns}"
-    if stamp.exists() and stamp.read_text().strip() == tag:
+    if stamp.is_file() and stamp.read_text(errors="replace").strip() == tag:
         return True
     algorithm, value = known.split(":", 1)
     if file_hash(path, algorithm) != value:
         return False
-    stamp.write_text(tag + "\n")
+    atomic_write_text(stamp, tag + "\n")       # a new file renamed into place: no link followed
     return True
+
+
+def _content_range_total(headers) -> int | None:
+    """The total size in a Content-Range header ("bytes 0-9/123" or "bytes */123")."""
+    value = (headers or {}).get("Content-Range") if headers is not None else None
+    if not value or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _content_range_start(headers) -> int | None:
+    value = headers.get("Content-Range") if headers is not None else None
+    if not value or not value.startswith("bytes ") or "-" not in value:
+        return None
+    first = value[6:].split("-", 1)[0].strip()
+    return int(first) if first.isdigit() else None
 
 
 def download_file(url: str, dest, known: str | None, progress: bool = True, timeout: float = 60.0,
                   chunk: int = 1 << 20) -> Path:
     """Download `url` to `dest`, resumably, checked against `known` ("md5:..." / "sha256:...").
 
-    Bytes go to a hidden `.{name}.part` file beside dest; dest itself only ever appears complete
-    and verified (an atomic rename). After an interruption the next call asks the server for the
-    missing bytes only (HTTP Range); a server that ignores Range sends the whole file and the
-    download restarts from zero. A finished file with the wrong checksum is deleted (never kept
-    as if good) and reported with both checksums.
+    Bytes go to a hidden `.{name}.part` file beside dest, created by this function (a link or
+    anything but a regular file planted at that name is refused, never written through); dest
+    itself only ever appears complete and verified (an atomic rename). After an interruption the
+    next call asks the server for the missing bytes only (HTTP Range); a server that ignores
+    Range, or answers with another range, sends the whole file and the download restarts from
+    zero. A finished file with the wrong checksum is deleted (never kept as if good) and
+    reported with both checksums. HTTP 416 ("nothing left to send") is trusted only when the
+    partial file has exactly the size the server reports; otherwise it restarts from zero.
     """
     import urllib.request
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(dest.parent)
     part = dest.with_name(f".{dest.name}.part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "retrieval_lib"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and have:      # nothing left to send: the part file is complete
-            response = None
-        else:
-            raise RuntimeError(f"download of {url} failed: HTTP {err.code} {err.reason}") from err
-    except OSError as err:
-        raise RuntimeError(f"download of {url} failed: {err} (interrupted downloads resume on "
-                           f"the next call)") from err
-    if response is not None:
-        with response:
-            resumed = have and response.status == 206
-            mode = "ab" if resumed else "wb"
-            total = response.headers.get("Content-Length")
-            total = int(total) + (have if resumed else 0) if total else None
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=total, initial=have if resumed else 0, unit="B", unit_scale=True,
-                           desc=dest.name)
-            try:
-                with part.open(mode) as out:
-                    for block in iter(lambda: response.read(chunk), b""):
-                        out.write(block)
-                        if bar is not None:
-                            bar.update(len(block))
-            except (OSError, http.client.HTTPException) as err:
-                raise RuntimeError(f"download of {url} was interrupted after {part.stat().st_size} "
-                                   f"bytes ({type(err).__name__}: {err}); call again to resume "
-                                   f"from {part.name}") from err
-            finally:
-                if bar is not None:
-                    bar.close()
-            # http.client returns a short body without an error when the connection drops
-            if total is not None and part.stat().st_size < total:
-                raise RuntimeError(f"download of {url} was interrupted after {part.stat().st_size} "
-                                   f"of {total} bytes; call again to resume from {part.name}")
+    refuse_symlink(part, "partial download")
+    if part.exists() and not part.is_file():
+        raise ValueError(f"{part} is not a regular file; the partial download is written only to "
+                         "a file retrieval_lib created. Remove it and run again.")
+    for attempt in range(2):        # a stale partial file is thrown away once, then restarted
+        have = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"User-Agent": "retrieval_lib"})
+        if have:
+            request.add_header("Range", f"bytes={have}-")
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and have:
+                total = _content_range_total(err.headers)
+                if total is not None and total == have:
+                    response = None          # the partial file holds the whole file already
+                else:
+                    remove_file(part)        # stale: longer than the file, or size unknown
+                    continue
+            else:
+                raise RuntimeError(f"download of {url} failed: HTTP {err.code} {err.reason}") from err
+        except OSError as err:
+            raise RuntimeError(f"download of {url} failed: {err} (interrupted downloads resume on "
+                               f"the next call)") from err
+        if response is not None:
+            with response:
+                resumed = bool(have) and response.status == 206 and \
+                    _content_range_start(response.headers) in (have, None)
+                if have and not resumed:
+                    remove_file(part)        # the server sends the whole file: start again
+                    have = 0
+                total = response.headers.get("Content-Length")
+                total = int(total) + (have if resumed else 0) if total else None
+                bar = None
+                if progress:
+                    from tqdm.auto import tqdm
+                    bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name)
+                try:
+                    out, _ = open_private_append(part)
+                    with out:
+                        for block in iter(lambda: response.read(chunk), b""):
+                            out.write(block)
+                            if bar is not None:
+                                bar.update(len(block))
+                except (OSError, http.client.HTTPException) as err:
+                    size = part.stat().st_size if part.exists() else 0
+                    raise RuntimeError(f"download of {url} was interrupted after {size} bytes "
+                                       f"({type(err).__name__}: {err}); call again to resume "
+                                       f"from {part.name}") from err
+                finally:
+                    if bar is not None:
+                        bar.close()
+                # http.client returns a short body without an error when the connection drops
+                if total is not None and part.stat().st_size < total:
+                    raise RuntimeError(f"download of {url} was interrupted after "
+                                       f"{part.stat().st_size} of {total} bytes; call again to "
+                                       f"resume from {part.name}")
+        break
     if known:
         algorithm, value = known.split(":", 1)
         got = file_hash(part, algorithm)
         if got != value:
-            part.unlink()
+            remove_file(part)
             raise ValueError(f"{dest.name} from {url}: {algorithm} is {got}, expected {value}; the "
                              f"file was deleted (a changed file on the server, or a wrong checksum "
                              f"table: see {CHECKSUMS_ENV})")
@@ -214,32 +253,72 @@ def existing_split(data_dir, clotho_split: str) -> bool:
     return captions_csv(data_dir, clotho_split).is_file()
 
 
-def _extract(archive: Path, data_dir: Path, clotho_split: str) -> None:
-    """Unpack a split's archive into data_dir/{split}, atomically: into a hidden temporary folder
-    first, renamed into place once complete (an interrupted extraction leaves no half folder; its
-    temporary folder is removed and the extraction restarts on the next call)."""
-    import shutil
-
+def _extract(archive: Path, data_dir: Path, clotho_split: str, progress: bool = True) -> None:
+    """Unpack a split's archive into data_dir/{split}, atomically: into a fresh hidden temporary
+    folder first (a random name, created by this call), renamed into place once complete; an
+    interrupted extraction leaves no half folder (leftover temporary folders of earlier runs are
+    removed) and restarts on the next call. Members that are links, absolute or leave the folder
+    are refused before anything is written. Unpacking Clotho's development archive takes minutes:
+    a progress bar (or a line before and after) says so."""
     import py7zr
 
-    tmp = data_dir / f".{clotho_split}.extracting"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    for old in data_dir.glob(f".{clotho_split}.extracting*"):
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+    with py7zr.SevenZipFile(archive, mode="r") as z:
+        members = z.list()
+        for m in members:
+            name = m.filename.replace("\\", "/")
+            if getattr(m, "is_symlink", False) or name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"{archive}: member {m.filename!r} is a link or leaves the "
+                                 "extraction folder; refusing to unpack this archive")
+    total = sum(int(getattr(m, "uncompressed", 0) or 0) for m in members)
+    started = time.time()
+    print(f"unpacking {archive.name} ({total / 1e9:.1f} GB, {len(members)} files) into "
+          f"{data_dir / clotho_split}; this takes a few minutes for the larger splits", flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{clotho_split}.extracting-", dir=data_dir))
     try:
         with py7zr.SevenZipFile(archive, mode="r") as z:
-            z.extractall(path=tmp)
+            z.extractall(path=tmp, callback=_unpack_progress(total, archive.name) if progress else None)
         inner = tmp / clotho_split
         if not inner.is_dir():   # an archive without the split folder: take what it holds
             entries = [e for e in tmp.iterdir() if not e.name.startswith(".")]
             inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
-        if inner == tmp:
-            os.replace(tmp, data_dir / clotho_split)
-        else:
-            os.replace(inner, data_dir / clotho_split)
+        os.replace(inner, data_dir / clotho_split)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+    print(f"unpacked {archive.name} in {time.time() - started:.0f} s", flush=True)
+
+
+def _unpack_progress(total: int, name: str):
+    """A py7zr extraction callback feeding a tqdm bar (bytes written)."""
+    from py7zr.callbacks import ExtractCallback
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=f"unpacking {name}")
+
+    class Progress(ExtractCallback):
+        def report_start_preparation(self): pass
+        def report_start(self, processing_file_path, processing_bytes): pass
+        def report_update(self, decompressed_bytes): pass
+        def report_warning(self, message): warnings.warn(f"py7zr: {message}")
+        def report_end(self, processing_file_path, wrote_bytes): bar.update(int(wrote_bytes or 0))
+        def report_postprocess(self): bar.close()
+
+    return Progress()
+
+
+def checksum_source(checksums=None) -> str:
+    """Which checksum table checksum_table(checksums) uses, in words (for the records)."""
+    if checksums is not None:
+        return "a checksum table given by the caller"
+    if os.environ.get(CHECKSUMS_ENV):
+        return f"the checksum table {os.environ[CHECKSUMS_ENV]} (${CHECKSUMS_ENV})"
+    return PUBLISHED
+
+
+PUBLISHED = "the published Clotho v2.1 MD5s"
 
 
 def download_clotho(data_dir, splits=tuple(SPLIT_MAP.values()), progress: bool = True,
@@ -250,11 +329,20 @@ def download_clotho(data_dir, splits=tuple(SPLIT_MAP.values()), progress: bool =
     exist is left as it is; an archive already in data_dir is checked and unpacked. Missing
     files are downloaded (about 7.5 GB) from base_url / $RETRIEVAL_LIB_ZENODO_URL / Zenodo,
     resumably, and checked against `checksums` / $RETRIEVAL_LIB_CLOTHO_CHECKSUMS / the published
-    MD5s. download=False raises FileNotFoundError instead of downloading.
+    MD5s. download=False raises FileNotFoundError instead of downloading. Where each file came
+    from and which table checked it is recorded in data_dir/.retrieval_lib_sources.json (read by
+    `release_record`, which says whether the data is the complete, published release).
     """
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = ensure_dir(data_dir, "Clotho folder")
     table = checksum_table(checksums)
+    table_name = checksum_source(checksums)
+    record_path = refuse_symlink(data_dir / SOURCE_RECORD, "download record")
+    try:
+        record = read_json(record_path, "download record") if record_path.is_file() else {}
+    except ValueError:
+        record = {}                 # a damaged record is rebuilt; it only describes the files
+    record = record if isinstance(record, dict) else {}
+    changed = False
     for split in splits:
         _check_split(split)
         csv_path, archive = captions_csv(data_dir, split), audio_archive(data_dir, split)
@@ -268,14 +356,80 @@ def download_clotho(data_dir, splits=tuple(SPLIT_MAP.values()), progress: bool =
                     raise ValueError(f"{path} exists but its {algorithm} is "
                                      f"{file_hash(path, algorithm)}, expected {known.split(':', 1)[1]}; "
                                      f"delete it to download it again, or pass its checksum")
+                entry = record.get(path.name, {"origin": "already in the folder"})
+                entry.update(checksum=known, table=table_name if known else None)
+                record[path.name], changed = entry, True
                 continue
             if not download:
                 raise FileNotFoundError(f"{path} is missing and download=False; put Clotho v2.1 "
                                         f"(archives or unpacked folders + CSVs) in {data_dir}")
-            download_file(file_url(path.name, base_url), path, known, progress=progress)
+            url = file_url(path.name, base_url)
+            download_file(url, path, known, progress=progress)
+            record[path.name] = {"origin": url, "checksum": known, "table": table_name if known else None}
+            changed = True
         if not _has_audio(data_dir, split):
-            _extract(archive, data_dir, split)
+            _extract(archive, data_dir, split, progress=progress)
+    if changed:
+        atomic_write_json(record_path, record)
     return data_dir
+
+
+def release_record(data_dir, n_clips: dict | None = None) -> dict:
+    """What a Clotho folder holds, for a corpus's provenance, and whether it may be compared
+    with the paper: only the complete release (5,929 clips) whose files match the published
+    MD5s is. The captions CSVs are checked against the published MD5s here (they are small);
+    the archives' checks come from the download record; unpacked audio that no archive
+    accompanies cannot be checked and is said to be unchecked.
+
+    n_clips: {clotho split: clips actually used} (clips skipped as unreadable reduce it).
+    Returns {"summary", "comparable_with_paper", "n_clips", "expected_clips", "files"}."""
+    data_dir = Path(data_dir)
+    try:
+        record = read_json(data_dir / SOURCE_RECORD, "download record") \
+            if (data_dir / SOURCE_RECORD).is_file() and not (data_dir / SOURCE_RECORD).is_symlink() else {}
+    except ValueError:
+        record = {}
+    record = record if isinstance(record, dict) else {}
+    files, published_ok, origins = {}, True, set()
+    for split in EXPECTED_CLIPS:
+        for path in (captions_csv(data_dir, split), audio_archive(data_dir, split)):
+            entry = dict(record.get(path.name, {}))
+            if path.name.endswith(".csv") and path.is_file():
+                entry["published_md5"] = file_hash(path, "md5") == MD5[path.name]
+            elif path.name.endswith(".7z"):
+                entry["published_md5"] = entry.get("table") == PUBLISHED and \
+                    entry.get("checksum") == f"md5:{MD5[path.name]}"
+                if not entry.get("table") and not path.exists():
+                    entry["published_md5"] = None        # unpacked copy: nothing to check
+            published_ok &= entry.get("published_md5") is not False
+            if entry.get("origin"):
+                origins.add(entry["origin"].split("?")[0].rsplit("/", 1)[0] + "/")
+            files[path.name] = entry
+    counts = dict(n_clips or {})
+    total, expected = sum(counts.values()), sum(EXPECTED_CLIPS.values())
+    complete = bool(counts) and all(counts.get(s) == n for s, n in EXPECTED_CLIPS.items())
+    csv_ok = all(files[f"clotho_captions_{s}.csv"].get("published_md5") for s in EXPECTED_CLIPS)
+    unchecked_audio = [s for s in EXPECTED_CLIPS if files[f"clotho_audio_{s}.7z"].get("published_md5") is None]
+    comparable = complete and published_ok and csv_ok
+    where = ("downloaded from " + ", ".join(sorted(origins))) if origins and \
+        not origins <= {"already in the folder/"} else f"the folder {data_dir}"
+    if comparable:
+        summary = (f"Clotho v2.1 (Zenodo record {ZENODO_RECORD}), complete ({total:,} clips), "
+                   f"from {where}; captions files match the published MD5s"
+                   + ("; archives checked against the published MD5s" if not unchecked_audio
+                      else f"; audio of {', '.join(unchecked_audio)} from an unpacked copy, not checksummed"))
+    else:
+        why = []
+        if not complete:
+            why.append(f"{total:,} of {expected:,} clips")
+        if not csv_ok or not published_ok:
+            tables = sorted({e.get("table") for e in files.values() if e.get("table") and e.get("table") != PUBLISHED})
+            why.append("files that do not match the published Clotho v2.1 checksums"
+                       + (f" (checked against {', '.join(tables)})" if tables else ""))
+        summary = (f"Clotho-shaped data from {where}: {'; '.join(why)}. Its numbers are not "
+                   "comparable with the paper's.")
+    return {"summary": summary, "comparable_with_paper": comparable, "n_clips": counts,
+            "expected_clips": dict(EXPECTED_CLIPS), "files": files}
 
 
 def _has_audio(data_dir, clotho_split: str) -> bool:
@@ -293,46 +447,35 @@ def _has_audio(data_dir, clotho_split: str) -> bool:
 def read_captions_csv(path) -> list:
     """[(file_name, [caption_1, ..., caption_5]), ...] from a Clotho captions CSV, in file order.
 
-    Refuses (ValueError naming the file and row) missing columns, duplicate file names, and
-    captions that are empty or have no word left once cleaned.
+    Refuses (ValueError naming the file and line) text that is not UTF-8, NUL bytes, a header
+    naming a column twice or lacking one, a row with extra fields (an unquoted comma would shift
+    the captions), file names that are not plain names inside the split's folder ("../x",
+    absolute paths), duplicate file names, and captions that are empty or have no word left once
+    cleaned.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"captions file not found: {path}")
-    # utf-8-sig: a byte-order mark must not end up glued to the first column's name
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:   # e.g. a CSV re-saved as Latin-1 by a spreadsheet
-        line = raw[:err.start].count(b"\n") + 1
-        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {raw[err.start]:#04x}: "
-                         f"{err.reason}); Clotho's CSVs are UTF-8: re-save the file as UTF-8") from err
-    with io.StringIO(text, newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in CAPTION_COLUMNS if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; expected header "
-                             f"{','.join(CAPTION_COLUMNS)}, found {','.join(header) or '(empty file)'}")
-        rows, seen = [], set()
-        for row_no, row in enumerate(reader, start=2):   # row 1 is the header
-            name = (row["file_name"] or "").strip()
-            if not name:
-                raise ValueError(f"{path}, row {row_no}: empty file_name")
-            if name in seen:
-                raise ValueError(f"{path}, row {row_no}: duplicate file_name {name!r}")
-            seen.add(name)
-            caps = []
-            for col in CAPTION_COLUMNS[1:]:
-                cap = row[col]
-                if cap is None or not cap.strip():
-                    raise ValueError(f"{path}, row {row_no} ({name}): {col} is empty")
-                try:
-                    clean_caption(cap)
-                except ValueError as err:
-                    raise ValueError(f"{path}, row {row_no} ({name}): {col} has no word: {err}") from err
-                caps.append(cap.strip())
-            rows.append((name, caps))
+    rows, seen = [], set()
+    for line, row in read_csv(path, CAPTION_COLUMNS, "captions file"):
+        where = f"{path}, line {line}"
+        if not (row["file_name"] or "").strip():
+            raise ValueError(f"{where}: empty file_name")
+        name = check_plain_name(row["file_name"], where)
+        if name in seen:
+            raise ValueError(f"{where}: duplicate file_name {name!r}")
+        seen.add(name)
+        caps = []
+        for col in CAPTION_COLUMNS[1:]:
+            cap = row[col]
+            if cap is None or not cap.strip():
+                raise ValueError(f"{where} ({name}): {col} is empty")
+            try:
+                clean_caption(cap)
+            except ValueError as err:
+                raise ValueError(f"{where} ({name}): {col} has no word: {err}") from err
+            caps.append(cap.strip())
+        rows.append((name, caps))
     if not rows:
         raise ValueError(f"{path}: no caption rows")
     return rows

@@ -66,6 +66,7 @@ TEXT_MODELS = {
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-mpnet-base-v2"   # the paper's MPNet
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 OFFLINE_ALIASES = (MINILM,) + TEXT_MODELS[MINILM]["aliases"]
+PACKAGED_ALIASES = TEXT_MODELS[MINILM]["aliases"][:2]   # names that ask for the packaged copy itself
 _ALIAS_TO_CANONICAL = {alias.lower(): canonical for canonical, info in TEXT_MODELS.items()
                        for alias in (canonical,) + info["aliases"]}
 
@@ -143,6 +144,52 @@ def resolve_device(device: Any = None):
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device {str(device)!r} was asked for, but MPS is not available")
     return dev
+
+
+def check_k(k: Any, name: str = "k") -> int:
+    """A count or cut-off (k, a batch size, a number of clips) as a Python int >= 1: ints, numpy
+    integers and 0-d integer tensors are accepted; booleans, floats (2.5, and 2.0 too), strings
+    and None are refused with a ValueError naming `name`."""
+    import operator
+
+    if isinstance(k, bool) or type(k).__name__ == "bool_" or str(getattr(k, "dtype", "")) == "torch.bool":
+        raise ValueError(f"{name} must be an integer >= 1, got the boolean {k!r}")
+    try:
+        value = operator.index(k)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= 1, got {k!r} ({type(k).__name__}); "
+                         "a cut-off is a whole number of items") from None
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+
+def as_tensor(x: Any, what: str = "array", dtype: Any = None, real: bool = True):
+    """A torch tensor from a tensor, numpy array or nested list, for the library's numeric
+    inputs: reversed and other negative-stride numpy views are copied (torch refuses them),
+    strings, objects and booleans are refused naming `what`, complex numbers too unless
+    real=False; dtype (e.g. torch.float32) converts. Tensors are returned as they are (on
+    their device), converted only when dtype differs."""
+    import numpy as np
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        if isinstance(x, (str, bytes)):
+            raise ValueError(f"{what} must be numbers, got {type(x).__name__} {x!r:.40}")
+        arr = np.asarray(x)
+        if arr.dtype.kind in "USOV" or arr.dtype == object:
+            raise ValueError(f"{what} must be numbers, got an array of {arr.dtype} ({arr.dtype.kind})")
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:       # torch warns on read-only memory (pandas' to_numpy)
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
+    if t.dtype == torch.bool:
+        raise ValueError(f"{what} must be numbers, got booleans")
+    if real and t.is_complex():
+        raise ValueError(f"{what} must be real numbers, got {t.dtype}")
+    return t if dtype is None or t.dtype == dtype else t.to(dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +310,66 @@ def read_json(path: "str | os.PathLike", what: str = "file", hint: str = "") -> 
                          f"({type(err).__name__}: {err}){'; ' + hint if hint else ''}") from err
     except OSError as err:
         raise ValueError(f"{path}: cannot read the {what} ({err})") from err
+
+
+def read_csv(path: "str | os.PathLike", columns: Sequence[str], what: str = "CSV file") -> list[tuple[int, dict]]:
+    """[(line number, row dict)] of a UTF-8 CSV with a header, refusing what would silently
+    shift or drop data: text that is not UTF-8, NUL bytes, a header naming a column twice or
+    lacking one of `columns`, and rows with more fields than the header (an unquoted comma).
+    A row with fewer fields has None for the missing ones (the caller says which is required).
+    Errors are ValueError naming the file and the line."""
+    import csv
+    import io
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")    # a byte-order mark must not stick to the first name
+    except UnicodeDecodeError as err:     # e.g. re-saved as Latin-1 by a spreadsheet
+        line = raw[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {raw[err.start]:#04x}: "
+                         f"{err.reason}); re-save the file as UTF-8") from err
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise ValueError(f"{path}, line {line}: contains a NUL byte (a damaged or binary file)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ValueError(f"{path}: empty file; expected a header {','.join(columns)}") from None
+    header = [h.strip() for h in header]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise ValueError(f"{path}, line 1: the header names column(s) {twice} more than once")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected header "
+                         f"{','.join(columns)}, found {','.join(header) or '(nothing)'}")
+    rows = []
+    for fields in reader:
+        line = reader.line_num
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue                      # blank line
+        if len(fields) > len(header):
+            raise ValueError(f"{path}, line {line}: {len(fields)} fields for {len(header)} columns "
+                             "(an unquoted comma in a value? quote values that contain commas)")
+        rows.append((line, {h: (fields[i] if i < len(fields) else None) for i, h in enumerate(header)}))
+    return rows
+
+
+def check_plain_name(name: str, where: str) -> str:
+    """A file name that stays inside its folder: no folder separator, no "..", not absolute,
+    no control character. Returns it stripped; raises ValueError naming `where` otherwise."""
+    value = (name or "").strip()
+    bad = (not value or value in (".", "..") or "/" in value or "\\" in value
+           or os.path.isabs(value) or any(ord(ch) < 32 for ch in value))
+    if bad:
+        raise ValueError(f"{where}: file name {name!r} is not a plain file name (it must not be "
+                         "empty, contain '/' or '\\', be '..' or absolute): the file would be read "
+                         "from outside the split's folder")
+    return value
 
 
 def open_private_append(path: "str | os.PathLike") -> "tuple[Any, int]":
@@ -548,6 +655,7 @@ class AudioFrontend:
     output_dim: int = 0
     class_names: "tuple[str, ...] | None" = None
     pretrained: bool = True
+    min_samples: int = 1          # shorter inputs are refused (and skipped by the extractions)
 
     def embed(self, waveforms: "Sequence[Any]") -> Any:
         """(n, output_dim) float32 numpy array for n mono waveforms at `sample_rate`."""
@@ -568,7 +676,14 @@ class AudioFrontend:
                 "audio_weights": self.weights_id(), "audio_dim": int(self.output_dim),
                 "audio_sample_rate": int(self.sample_rate),
                 "audio_classes": len(self.class_names) if self.class_names else 0,
-                "audio": self.details()}
+                "audio_min_samples": int(self.min_samples), "audio": self.details()}
+
+    def settings(self) -> dict:
+        """What its vectors depend on, for a resumable extraction's check (the provenance
+        without the arithmetic precision, which changes the vectors only by rounding)."""
+        d = self.describe()
+        d["audio"] = {k: v for k, v in d["audio"].items() if k not in ("amp", "precision")}
+        return d
 
     def identity(self) -> dict:
         """The fields that must agree between these vectors and a cache or checkpoint."""

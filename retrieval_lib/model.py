@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .core import as_tensor
 from .tags import check_logits, fuse, tag_embedding
 
 NORMS = ("layer", "batch", "none")
@@ -54,7 +55,7 @@ class AudioEncoder(nn.Module):
         self.norm = make_norm(norm, in_dim)
         self.linear = nn.Linear(in_dim, out_dim)
         if tag_emb is not None:
-            tag_emb = torch.as_tensor(np.asarray(tag_emb), dtype=torch.float32)
+            tag_emb = as_tensor(tag_emb, "tag_emb", torch.float32)
             if tag_emb.shape != (in_dim, out_dim):
                 raise ValueError(f"tag_emb must be ({in_dim}, {out_dim}) (one text embedding per "
                                  f"tag, same size as the captions), got {tuple(tag_emb.shape)}")
@@ -84,10 +85,7 @@ class AudioEncoder(nn.Module):
         Logits of another dtype (float64, float16, integers) are converted to the weights'
         dtype. tag_vec: precomputed e_t (n, out_dim); computed from the logits when omitted.
         """
-        if not isinstance(logits, torch.Tensor):
-            logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
-        if logits.is_complex():
-            raise ValueError("logits must be real numbers")
+        logits = as_tensor(logits, "logits")
         weight = self.linear.weight
         if logits.dtype != weight.dtype or logits.device != weight.device:
             logits = logits.to(device=weight.device, dtype=weight.dtype)

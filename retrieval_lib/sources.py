@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .core import (CACHE_ENV, CLOTHO_ENV, DEFAULT_AUDIO_FRONTEND, DEFAULT_TEXT_MODEL,
+                   canonical_text_model, check_provenance as check_records, default_cache_dir,
+                   normalize_provenance)
 from .data import Corpus
-from .synthetic import SYNTHETIC_NOTE, SyntheticSpec, default_cache_dir, load_synthetic_corpus
+from .synthetic import SYNTHETIC_NOTE, SyntheticSpec, load_synthetic_corpus
 
 SOURCES = ("synthetic", "clotho")
-CLOTHO_ENV = "RETRIEVAL_LIB_CLOTHO"
-CACHE_ENV = "RETRIEVAL_LIB_CACHE"
 DRIVE_MOUNT = "/content/drive"
 DRIVE_ROOT = DRIVE_MOUNT + "/MyDrive/retrieval_lib"
 
@@ -75,44 +76,35 @@ def data_dirs(clotho_dir=None, cache_dir=None, use_drive: bool = False,
     return clotho.expanduser(), cache.expanduser()
 
 
-def requested_provenance(text_model: str | None = None, passt_variant: str = "10s",
-                         passt_pretrained: bool = True) -> dict:
-    """What a caller asks of a real-data embedding cache (the fields check_provenance compares)."""
-    from .text import DEFAULT_TEXT_MODEL
-    return {"text_model": text_model or DEFAULT_TEXT_MODEL, "passt_variant": passt_variant,
-            "passt_pretrained": bool(passt_pretrained)}
-
-
-def _same_text_model(a, b) -> bool:
-    from .text import OFFLINE_ALIASES
-    if a in OFFLINE_ALIASES and b in OFFLINE_ALIASES:
-        return True
-    return a == b
+def requested_provenance(text_model: str | None = None, passt_variant: str | None = None,
+                         passt_pretrained: bool | None = None, *, frontend: str | None = None,
+                         pretrained: bool = True) -> dict:
+    """What a caller asks of a real-data embedding cache, in model-neutral keys: text_model
+    (default all-mpnet-base-v2), audio_frontend (default "passt-10s"; passt_variant "10s" is the
+    older spelling) and audio_pretrained."""
+    if passt_variant is not None:
+        frontend = f"passt-{passt_variant}"
+    if passt_pretrained is not None:
+        pretrained = passt_pretrained
+    return {"text_model": canonical_text_model(text_model or DEFAULT_TEXT_MODEL),
+            "audio_frontend": frontend or DEFAULT_AUDIO_FRONTEND, "audio_pretrained": bool(pretrained)}
 
 
 def check_provenance(provenance: dict, asked: dict, where="the embedding cache") -> None:
-    """Refuse a cache made with another text model, PaSST variant or PaSST weights than asked.
-
-    The message names both sides and how to get what was asked.
-    """
-    differences = []
-    for key, wanted in asked.items():
-        have = provenance.get(key)
-        same = _same_text_model(have, wanted) if key == "text_model" else have == wanted
-        if not same:
-            differences.append(f"{key}: cache has {have!r}, asked for {wanted!r}")
-    if differences:
-        raise ValueError(f"{where} does not match what was asked ({'; '.join(differences)}). "
-                         "Ask for what the cache holds, or use another CACHE_DIR to build (or "
-                         "import) a cache with these settings.")
+    """Refuse a cache made with another text model, audio front end or weights than asked
+    (core.check_provenance); the message names both sides and what to do."""
+    check_records(provenance, asked, where,
+                  hint="Ask for what the cache holds, or use another CACHE_DIR to build (or "
+                       "import) a cache with these settings.")
 
 
 def load_corpus(source: str = "synthetic", cache_dir=None, clotho_dir=None,
                 synthetic_spec: SyntheticSpec | None = None, text_model: str | None = None,
-                passt_variant: str = "10s", *, archive=None, archive_sha256: str | None = None,
+                passt_variant: str | None = None, *, archive=None, archive_sha256: str | None = None,
                 download: bool = True, base_url: str | None = None, checksums=None,
                 passt_batch_size: int | None = None, autocast=None, device=None,
-                passt_pretrained: bool = True, progress: bool = True) -> Corpus:
+                passt_pretrained: bool = True, progress: bool = True,
+                frontend: str = DEFAULT_AUDIO_FRONTEND) -> Corpus:
     """The corpus a chapter works on.
 
     synthetic: built once (a minute on CPU) and cached under cache_dir.
@@ -124,8 +116,9 @@ def load_corpus(source: str = "synthetic", cache_dir=None, clotho_dir=None,
          files are downloaded from base_url / $RETRIEVAL_LIB_ZENODO_URL / Zenodo when download is
          true), PaSST logits (passt_batch_size windows per pass, autocast "fp16" / "bf16" /
          "fp32", device) and sentence embeddings (text_model, default all-mpnet-base-v2).
-    A cache (or archive) whose text model, PaSST variant or PaSST weights differ from those asked
-    is refused with a message naming both.
+    frontend: the audio front end ("passt-10s", the paper's; passt_variant "10s" is the older
+    spelling). A cache (or archive) whose text model, audio front end or weights differ from
+    those asked is refused with a message naming both.
     """
     if source not in SOURCES:
         raise ValueError(f"DATA must be one of {SOURCES}, got {source!r}")
@@ -135,7 +128,9 @@ def load_corpus(source: str = "synthetic", cache_dir=None, clotho_dir=None,
         return load_synthetic_corpus(spec, cache)
     clotho_dir, cache_dir = data_dirs(clotho_dir, cache_dir)
     target = cache_dir / "clotho"
-    asked = requested_provenance(text_model, passt_variant, passt_pretrained)
+    if passt_variant is not None:
+        frontend = f"passt-{passt_variant}"
+    asked = requested_provenance(text_model, frontend=frontend, pretrained=passt_pretrained)
     if archive is not None:
         from .archive import import_cache
         import_cache(archive, target, sha256=archive_sha256, expect=asked, progress=progress)
@@ -150,7 +145,7 @@ def load_corpus(source: str = "synthetic", cache_dir=None, clotho_dir=None,
     download_clotho(clotho_dir, progress=progress, base_url=base_url, checksums=checksums,
                     download=download)
     return build_corpus(clotho_dir, target, progress=progress, text_model=asked["text_model"],
-                        passt_variant=passt_variant, pretrained=passt_pretrained,
+                        frontend_name=frontend, pretrained=passt_pretrained,
                         batch_size=passt_batch_size, autocast=autocast, device=device)
 
 
@@ -159,19 +154,46 @@ def text_encoder_for(corpus: Corpus, device=None):
     the same space (a query encoded with another model is meaningless against this corpus)."""
     from .text import TextEncoder
 
-    name = corpus.provenance.get("text_model") or corpus.provenance.get("spec", {}).get("text_model")
+    name = normalize_provenance(corpus.provenance).get("text_model")
     if not name:
         raise ValueError("the corpus provenance does not say which text model encoded it")
     return TextEncoder(name, device=device)   # the provenance name resolves, offline alias included
 
 
+def describe_weights(provenance: dict) -> str:
+    """The audio front end and its weights in words, from a provenance record."""
+    p = normalize_provenance(provenance)
+    name, weights = p.get("audio_frontend") or "?", p.get("audio_weights")
+    if p.get("audio_pretrained") is False:
+        kind = "random weights" if weights and str(weights).startswith("random") else "no learned weights"
+        return f"{name} ({kind}: its vectors carry no knowledge of sounds)"
+    if weights and str(weights).startswith("sha256:"):
+        file = (p.get("audio") or {}).get("weights_file") or "its weights file"
+        return (f"{name}, pretrained weights from {file} (sha256 {str(weights)[7:19]}...; compare "
+                "it with the release's if you need to be sure which weights ran)")
+    return f"{name} (pretrained weights{'; identity not recorded' if not weights else ''})"
+
+
 def data_note(corpus: Corpus) -> str:
-    """A one-paragraph Markdown note saying what data the numbers below come from."""
+    """A one-paragraph Markdown note saying what data the numbers below come from: what the
+    audio is (the complete published Clotho release, or a mirror / a part of it, with how many
+    clips), which front end and weights made the vectors, and which text model."""
     if corpus.is_synthetic:
         return f"**{SYNTHETIC_NOTE}**"
-    p = corpus.provenance
-    return (f"Real Clotho data: PaSST logits ({p.get('passt_variant', '?')}, pretrained="
-            f"{p.get('passt_pretrained', '?')}), text model {p.get('text_model', '?')}.")
+    p = normalize_provenance(corpus.provenance)
+    clips = sum(s.n_clips for s in corpus.splits())
+    dataset = p.get("dataset") or p.get("source") or "?"
+    comparable = p.get("comparable_with_paper")
+    if comparable is True:
+        head = f"**Real data: {dataset}.** Its numbers can be compared with the paper's."
+    elif comparable is False:
+        head = f"**{dataset}**"
+    else:
+        head = (f"**Real data: {dataset} ({clips:,} clips).** Whether it is the complete published "
+                "release was not recorded when this cache was built.")
+    if p.get("audio_pretrained") is False:
+        head += " Its audio vectors come from a network without trained weights."
+    return (f"{head} Audio: {describe_weights(p)}. Text model: {p.get('text_model', '?')}.")
 
 
 def show_data_note(corpus: Corpus) -> None:

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .core import as_tensor
+
 if TYPE_CHECKING:          # for the annotation only: importing text here is not needed
     from .text import TextEncoder
 
@@ -32,8 +34,9 @@ def _read_labels() -> tuple[tuple, tuple]:
 AUDIOSET_LABELS, AUDIOSET_MIDS = _read_labels()
 
 
-def _as_tensor(x) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
+def _as_tensor(x, what: str) -> torch.Tensor:
+    t = as_tensor(x, what)
+    return t if t.is_floating_point() else t.float()
 
 
 def check_logits(logits: torch.Tensor, n_classes: int | None = None) -> None:
@@ -53,7 +56,7 @@ def tag_embedding(logits: "np.ndarray | torch.Tensor", tag_emb: "np.ndarray | to
     logits: (n, 527) pre-sigmoid PaSST outputs; tag_emb: W_t, (527, d) tag-name embeddings.
     Returns (n, d) unit-norm tag embeddings.
     """
-    logits, tag_emb = _as_tensor(logits), _as_tensor(tag_emb)
+    logits, tag_emb = _as_tensor(logits, "logits"), _as_tensor(tag_emb, "tag_emb")
     if tag_emb.ndim != 2:
         raise ValueError(f"tag_emb must be (n_classes, d), got shape {tuple(tag_emb.shape)}")
     check_logits(logits, tag_emb.shape[0])

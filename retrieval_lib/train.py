@@ -46,7 +46,8 @@ from .data import Corpus, RetrievalSplit
 from .loss import triplet_loss
 from .metrics import retrieval_metrics, score
 from .model import NORMS, AudioEncoder, load_state_checked
-from .text import OFFLINE_ALIASES, OFFLINE_TEXT_MODEL, query_embedding
+from .core import canonical_text_model
+from .text import query_embedding
 
 SELECT = ("val_map", "val_loss", "last", "test_map")
 CHECKPOINT_FORMAT = 2
@@ -164,7 +165,7 @@ def resolve_device(device: "str | torch.device | None" = None) -> torch.device:
 
 
 def _text_model_name(name):
-    return OFFLINE_TEXT_MODEL if name in OFFLINE_ALIASES else name
+    return canonical_text_model(name)
 
 
 def corpus_provenance(corpus: Corpus) -> dict:
@@ -192,6 +193,7 @@ def check_provenance(trained: dict, corpus: Corpus, fields_: tuple = CORPUS_FIEL
     """Raise ValueError when a model trained on `trained` (a provenance dict) does not fit
     `corpus`; the message names both sides of every mismatch."""
     here = corpus_provenance(corpus)
+    trained = {**trained, "text_model": canonical_text_model(trained.get("text_model"))}
     bad = [f"{k}: {what} {trained.get(k)!r} vs corpus {here.get(k)!r}"
            for k in fields_ if trained.get(k) is not None and here.get(k) is not None
            and trained.get(k) != here.get(k)]

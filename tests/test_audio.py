@@ -5,6 +5,8 @@ forward pass of a 10 s window costs a few seconds, so the clips are few and shor
 """
 import urllib.error
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -161,8 +163,34 @@ def test_int16_clip_gives_the_logits_of_its_float_version(passt):
     got = ex.logits([pcm])
     want = ex.logits([pcm.astype(np.float32) / 32768])
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    # unscaled (the old behaviour) is far away: the test can tell the difference
-    assert np.abs(ex.logits([pcm.astype(np.float32)]) - want).max() > 0.1
+    # the same numbers as unscaled floats are not audio in [-1, 1]: refused, not sent to PaSST
+    with pytest.raises(ValueError, match="clip 0: samples reach 1[0-9]{4}, far above full scale"):
+        ex.logits([pcm.astype(np.float32)])
+
+
+@pytest.mark.parametrize("peak", [17.0, 9000.0, 32767.0])
+def test_float_audio_far_above_full_scale_is_refused(passt, tmp_path, peak):
+    """A float WAV (or array) holding integer-scaled values: refused by load_audio and by the
+    extractor, with the peak; a float signal a little above 1 (clipping) is still accepted."""
+    ex = PasstLogitExtractor(model=passt, pretrained=False)
+    wave = np.sin(np.linspace(0, 200, SR)).astype(np.float32) * peak
+    path = tmp_path / "loud.wav"
+    sf.write(path, wave, SR, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"loud\.wav: samples reach .*rescale"):
+        load_audio(path)
+    with pytest.raises(ValueError, match="far above full scale"):
+        ex.logits([wave])
+    sf.write(path, wave / peak * 1.3, SR, subtype="FLOAT")
+    assert np.abs(load_audio(path)).max() == pytest.approx(1.3, rel=1e-3)
+
+
+def test_reversed_views_and_bad_target_rates(passt):
+    ex = PasstLogitExtractor(model=passt, pretrained=False)
+    wave = np.sin(np.linspace(0, 50, SR)).astype(np.float32) * 0.5
+    np.testing.assert_allclose(ex.logits([wave[::-1]]), ex.logits([wave[::-1].copy()]), atol=1e-6)
+    for bad in (0, -1, 2.5, True, "32000"):
+        with pytest.raises(ValueError, match="target_sr must be a sample rate"):
+            load_audio(__file__, target_sr=bad)
 
 
 def test_paths_where_waveforms_are_expected_are_explained(passt, tmp_path):
@@ -197,62 +225,105 @@ def test_truncated_wav_is_refused_naming_the_file(tmp_path):
     assert audio.wav_truncation(whole) is None and load_audio(whole).shape == (SR,)
 
 
-class _StubExtractor:
-    pretrained, variant = False, "10s"
+class _StubEmbed:
+    """Counts the waveforms it embeds; the vector of a clip is its length (527 times)."""
 
     def __init__(self):
         self.seen = 0
 
-    def logits(self, waves):
+    def __call__(self, waves):
         self.seen += len(waves)
         return np.stack([np.full(527, float(len(w)), np.float32) for w in waves])
 
 
+def _store(work):
+    from retrieval_lib.core import ShardStore
+    return ShardStore(work, {"audio_frontend": "stub", "audio_weights": "none"})
+
+
+def _items(folder, names):
+    return [(n, folder / n) for n in names]
+
+
 def test_pipeline_treats_a_truncated_wav_like_a_corrupt_file(tmp_path):
-    from retrieval_lib.pipeline import extract_split
+    from retrieval_lib.pipeline import embed_split
+    from retrieval_lib.core import AudioFrontend
+
+    class Stub(AudioFrontend):
+        name, output_dim, sample_rate = "stub", 527, SR
+        embed = staticmethod(_StubEmbed())
+
+    class Text:
+        model_name = "stub-text"
+
+        def encode(self, texts, clean=True, show_progress=False):
+            return np.ones((len(texts), 4), np.float32)
+
     folder = tmp_path / "clips"
     folder.mkdir()
     sf.write(folder / "good.wav", np.zeros(SR, np.float32), SR)
     _truncated_wav(folder / "cut.wav")
+    rows = [("good.wav", ["a good clip"]), ("cut.wav", ["a cut clip"])]
     with pytest.warns(UserWarning, match="cut.wav"):
-        done, skipped = extract_split("train", folder, ["good.wav", "cut.wav"], _StubExtractor(),
-                                      tmp_path / "work", progress=False)
-    assert set(done) == {"good.wav"}
+        split, skipped = embed_split("train", folder, rows, Stub(), Text(), tmp_path / "work",
+                                     progress=False)
+    assert split.clip_names == ["good.wav"] and split.captions == ["a good clip"]
     assert [s["file"] for s in skipped] == ["cut.wav"] and "declares 2.00 s" in skipped[0]["error"]
-    with pytest.raises(AudioError, match="strict.*cut.wav|cut.wav.*strict"):
-        extract_split("train", folder, ["cut.wav"], _StubExtractor(), tmp_path / "work2",
-                      strict=True, progress=False)
+    with pytest.raises(AudioError, match="cut.wav"):
+        embed_split("train", folder, rows[1:], Stub(), Text(), tmp_path / "work2", strict=True,
+                    progress=False)
 
 
 def test_shard_numbers_do_not_come_from_counting_files(tmp_path):
-    from retrieval_lib.pipeline import extract_split, load_shards
     folder, work = tmp_path / "clips", tmp_path / "work"
     folder.mkdir()
     names = [f"c{i}.wav" for i in range(4)]
     for i, n in enumerate(names):
         sf.write(folder / n, np.zeros(SR + i * 1000, np.float32), SR)
-    extract_split("train", folder, names[:3], _StubExtractor(), work, shard_size=1, progress=False)
+    read = lambda path: load_audio(path, SR)  # noqa: E731
+    _store(work).extract(_items(folder, names[:3]), read, _StubEmbed(), shard_size=1, progress=False)
     assert sorted(p.name for p in work.glob("shard_*.npz")) == \
         ["shard_00000.npz", "shard_00001.npz", "shard_00002.npz"]
     (work / "shard_00000.npz").unlink()              # a deleted shard: its clip is redone
-    ex = _StubExtractor()
-    done, _ = extract_split("train", folder, names, ex, work, shard_size=1, progress=False)
-    assert ex.seen == 2 and set(done) == set(names)   # c0 and c3, nothing else recomputed
+    embed = _StubEmbed()
+    done, _ = _store(work).extract(_items(folder, names), read, embed, shard_size=1, progress=False)
+    assert embed.seen == 2 and set(done) == set(names)   # c0 and c3, nothing else recomputed
+    assert done["c3.wav"][0] == SR + 3000                 # the vector of the right clip
     # new shards got fresh numbers: nothing overwrote shard_00001 / shard_00002
     assert sorted(p.name for p in work.glob("shard_*.npz")) == \
         ["shard_00001.npz", "shard_00002.npz", "shard_00003.npz", "shard_00004.npz"]
-    assert set(load_shards(work)) == set(names)
+    assert set(_store(work).load()) == set(names)
     (work / "shard_00004.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match="shard_00004.npz: unreadable shard"):
-        load_shards(work)
+    with pytest.raises(ValueError, match="shard_00004.npz: damaged shard.*delete this file"):
+        _store(work).load()
+
+
+def test_shards_of_the_first_format_still_resume(tmp_path):
+    """Shards written before the front-end interface (keys names/logits, PaSST-specific
+    settings.json) are read, and their settings are compared in model-neutral keys."""
+    from retrieval_lib.core import ProvenanceMismatch, ShardStore
+    work = tmp_path / "work"
+    work.mkdir()
+    np.savez(work / "shard_00000.npz", names=np.array(["a.wav"]), logits=np.ones((1, 527), np.float32))
+    old = {"passt_variant": "10s", "passt_pretrained": False, "passt_seed": 0,
+           "passt_weights_sha1": "ab" * 20, "sample_rate": 32000}
+    (work / "settings.json").write_text(json.dumps(old))
+    same = {"audio_frontend": "passt-10s", "audio_pretrained": False,
+            "audio_weights": f"random:seed=0:sha1={'ab' * 20}", "audio_sample_rate": 32000}
+    store = ShardStore(work, same)
+    store.check_settings()
+    assert list(store.load()) == ["a.wav"]
+    other = dict(same, audio_weights=f"random:seed=1:sha1={'cd' * 20}")
+    with pytest.raises(ProvenanceMismatch, match="audio_weights: shards .*seed=0.*this run .*seed=1"):
+        ShardStore(work, other).check_settings()
 
 
 def test_resume_check_includes_the_random_passt_seed(passt, tmp_path):
-    from retrieval_lib.pipeline import _check_work_settings
-    a = PasstLogitExtractor(model=passt, pretrained=False, seed=0).describe()
-    b = PasstLogitExtractor(model=passt, pretrained=False, seed=1).describe()
-    assert a["passt_seed"] == 0 and len(a["passt_weights_sha1"]) == 40
-    _check_work_settings(tmp_path, a)
-    _check_work_settings(tmp_path, a)                 # same settings: resumes
-    with pytest.raises(ValueError, match="passt_seed: shards 0 vs this run 1"):
-        _check_work_settings(tmp_path, b)
+    from retrieval_lib.core import ProvenanceMismatch, ShardStore
+    a = PasstLogitExtractor(model=passt, pretrained=False, seed=0).settings()
+    b = PasstLogitExtractor(model=passt, pretrained=False, seed=1).settings()
+    assert a["audio_weights"].startswith("random:seed=0:sha1=") and a["audio_frontend"] == "passt-10s"
+    ShardStore(tmp_path, a).check_settings()
+    ShardStore(tmp_path, a).check_settings()                 # same settings: resumes
+    with pytest.raises(ProvenanceMismatch, match="audio_weights: shards 'random:seed=0"):
+        ShardStore(tmp_path, b).check_settings()

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow   # one random PaSST build + a few short forward p
 
 @pytest.fixture(scope="module")
 def extractor():
-    from retrieval_lib.pipeline import make_extractor
+    from retrieval_lib.audio import make_passt as make_extractor
     return make_extractor("10s", pretrained=False, device="cpu", batch_size=4, autocast="fp32", seed=0)
 
 

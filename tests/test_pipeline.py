@@ -21,7 +21,8 @@ from retrieval_lib.audio import AudioError, PasstLogitExtractor, build_passt, lo
 from retrieval_lib.clotho import (CAPTION_COLUMNS, FAKE_MARKER, SPLIT_MAP, make_fake_clotho,
                                   read_captions_csv)
 from retrieval_lib.data import Corpus
-from retrieval_lib.pipeline import load_shards, run_pipeline
+from retrieval_lib.core import AudioFrontend, ProvenanceMismatch, ShardStore
+from retrieval_lib.pipeline import run_pipeline
 from retrieval_lib.text import TextEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,23 +46,28 @@ def fake_dir(tmp_path):
     return make_fake_clotho(tmp_path / "clotho", COUNTS, seconds=(2.0, 2.0, 2.0, 12.0))
 
 
-class CountingExtractor:
-    """Wraps an extractor; counts clips, and can fail on a given call (a simulated crash)."""
+class CountingExtractor(AudioFrontend):
+    """Wraps a front end; counts clips, and can fail on a given call (a simulated crash)."""
 
     def __init__(self, inner, fail_on_call=None):
         self.inner, self.fail_on_call = inner, fail_on_call
         self.calls, self.n_clips = 0, 0
-        self.pretrained, self.variant = inner.pretrained, inner.variant
+        self.name, self.pretrained = inner.name, inner.pretrained
+        self.sample_rate, self.output_dim, self.class_names = inner.sample_rate, inner.output_dim, inner.class_names
 
     def describe(self):
         return self.inner.describe()
 
-    def logits(self, waves):
+    def embed(self, waves):
         self.calls += 1
         if self.calls == self.fail_on_call:
             raise KeyboardInterrupt("simulated interruption")
         self.n_clips += len(waves)
-        return self.inner.logits(waves)
+        return self.inner.embed(waves)
+
+
+def load_shards(work):
+    return ShardStore(work, {}).load()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,10 +99,10 @@ def test_read_captions_csv_errors_name_file_and_row(tmp_path):
     good = ["a.wav", "one", "two", "three", "four", "five"]
     path = tmp_path / "caps.csv"
     _write_csv(path, [good, ["b.wav", "one", "  ", "three", "four", "five"]])
-    with pytest.raises(ValueError, match=r"caps\.csv, row 3 \(b\.wav\): caption_2 is empty"):
+    with pytest.raises(ValueError, match=r"caps\.csv, line 3 \(b\.wav\): caption_2 is empty"):
         read_captions_csv(path)
     _write_csv(path, [good, ["c.wav", "one", "two", "...", "four", "five"]])
-    with pytest.raises(ValueError, match=r"row 3 \(c\.wav\): caption_3 has no word"):
+    with pytest.raises(ValueError, match=r"line 3 \(c\.wav\): caption_3 has no word"):
         read_captions_csv(path)
     _write_csv(path, [good], header=CAPTION_COLUMNS[:4])
     with pytest.raises(ValueError, match=r"missing column.*caption_4"):
@@ -137,8 +143,9 @@ def test_pipeline_end_to_end_with_interruption_and_resume(fake_dir, tmp_path, pa
     corpus = Corpus.load(cache)
     assert corpus.is_synthetic and corpus.provenance["generator"].endswith("make_fake_clotho")
     prov = corpus.provenance
-    assert prov["passt_variant"] == "10s" and prov["passt_pretrained"] is False
-    assert prov["sample_rate"] == 32000 and prov["windowing"]["hop_s"] == 2.5
+    assert prov["audio_frontend"] == "passt-10s" and prov["audio_pretrained"] is False
+    assert prov["audio_weights"].startswith("params:sha1=")       # a hand-built network
+    assert prov["audio_sample_rate"] == 32000 and prov["audio"]["windowing"]["hop_s"] == 2.5
     assert prov["skipped"] == {"train": [], "val": [], "test": []} and "warning" in prov
     assert [corpus.train.n_clips, corpus.val.n_clips, corpus.test.n_clips] == [4, 2, 2]
     assert corpus.train.n_captions == 20 and corpus.dim == 384 and corpus.tag_emb.shape == (527, 384)
@@ -207,16 +214,13 @@ def test_empty_caption_refused_before_extraction(tmp_path, text_encoder):
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows(rows)
 
-    class NoPasst:
-        pretrained, variant = False, "10s"
+    class NoPasst(AudioFrontend):
+        name, output_dim, pretrained = "passt-10s", 527, False
 
-        def describe(self):
-            return {"passt_variant": "10s"}
-
-        def logits(self, waves):
+        def embed(self, waves):
             raise AssertionError("PaSST must not run when a CSV is bad")
 
-    with pytest.raises(ValueError, match=r"clotho_captions_validation\.csv, row 3 .*caption_4 is empty"):
+    with pytest.raises(ValueError, match=r"clotho_captions_validation\.csv, line 3 .*caption_4 is empty"):
         run_pipeline(data, tmp_path / "cache", extractor=NoPasst(), text_encoder=text_encoder,
                      progress=False)
 
@@ -224,15 +228,16 @@ def test_empty_caption_refused_before_extraction(tmp_path, text_encoder):
 def test_cache_made_with_another_passt_is_refused(fake_dir, tmp_path, text_encoder):
     cache = tmp_path / "cache"
     (cache / "_work").mkdir(parents=True)
-    (cache / "_work" / "settings.json").write_text(json.dumps({"passt_variant": "20s"}))
+    (cache / "_work" / "train").mkdir(parents=True)
+    (cache / "_work" / "train" / "settings.json").write_text(json.dumps({"passt_variant": "20s"}))
 
-    class Stub:
-        pretrained, variant = False, "10s"
+    class Stub(AudioFrontend):
+        name, output_dim, pretrained = "passt-10s", 527, False
 
-        def describe(self):
-            return {"passt_variant": "10s"}
+        def embed(self, waves):
+            raise AssertionError("no extraction into a folder of another front end's shards")
 
-    with pytest.raises(ValueError, match="extracted with .*20s.*another --cache-dir"):
+    with pytest.raises(ProvenanceMismatch, match="audio_frontend: shards 'passt-20s', this run 'passt-10s'.*another cache folder"):
         run_pipeline(fake_dir, cache, extractor=Stub(), text_encoder=text_encoder, progress=False)
 
 
@@ -249,11 +254,12 @@ def _cli(*args, timeout=600):
 def test_cli_help():
     proc = _cli("pipeline", "--help")
     assert proc.returncode == 0, proc.stderr
-    for flag in ("--data-dir", "--cache-dir", "--download", "--text-model", "--passt-variant",
-                 "--random-passt", "--batch-size", "--epochs", "--results", "--strict"):
+    for flag in ("--data-dir", "--cache-dir", "--download", "--text-model", "--frontend",
+                 "--random-weights", "--batch-size", "--epochs", "--results", "--strict"):
         assert flag in proc.stdout
+    assert "passt-10s" in proc.stdout and "logmel-stats" in proc.stdout
     bad = _cli("pipeline", "--data-dir", "x", "--cache-dir", "y", "--batch-size", "0")
-    assert bad.returncode == 2 and "must be >= 1" in bad.stderr
+    assert bad.returncode == 2 and "must be an integer >= 1" in bad.stderr
 
 
 @pytest.mark.slow
@@ -264,7 +270,8 @@ def test_cli_tiny_real_run(tmp_path):
                 "--random-passt", "--text-model", "offline", "--epochs", "1", "--device", "cpu",
                 "--results", str(results), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "PaSST-MPnet-tags" in proc.stdout and "synthetic" in proc.stdout
+    assert "-tags" in proc.stdout and "FAKE" in proc.stdout
     assert results.exists()
     prov = json.loads((tmp_path / "cache" / "corpus.json").read_text())
-    assert prov["text_model"].startswith("all-MiniLM-L6-v2") and prov["passt_pretrained"] is False
+    assert prov["text_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert prov["audio_pretrained"] is False and prov["audio_weights"].startswith("random:seed=0:sha1=")

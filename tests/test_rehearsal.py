@@ -29,6 +29,7 @@ from rehearsal_support import AWKWARD_NAMES, LocalServer, install_random_passt_c
     make_clotho_release, make_tiny_audiocaps
 
 from retrieval_lib import archive, clotho
+from retrieval_lib.core import sha256_file
 from retrieval_lib.sources import load_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,12 +60,12 @@ def server(release):
 def real_env(tmp_path_factory, release, server):
     """TORCH_HOME with the checkpoint; Zenodo URL and checksums pointing at the local server."""
     torch_home = tmp_path_factory.mktemp("torch_home")
-    install_random_passt_checkpoint(torch_home)
+    checkpoint = install_random_passt_checkpoint(torch_home)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(torch_home))
         mp.setenv(clotho.URL_ENV, server.url)
         mp.setenv(clotho.CHECKSUMS_ENV, str(release["checksums_json"]))
-        yield {"torch_home": torch_home}
+        yield {"torch_home": torch_home, "checkpoint": checkpoint}
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +77,7 @@ def real_run(tmp_path_factory, real_env, server):
     corpus = load_corpus("clotho", clotho_dir=root / "clotho", cache_dir=root / "cache",
                          passt_batch_size=4, autocast="fp32", device="cpu", progress=False)
     return {"root": root, "corpus": corpus, "requests": server.count() - before,
-            "seconds": time.time() - start}
+            "seconds": time.time() - start, "checkpoint": real_env["checkpoint"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_interrupted_extraction_leaves_nothing_and_restarts(tmp_path, release, s
         clotho.download_clotho(tmp_path, splits=("evaluation",), base_url=server.url,
                                checksums=release["checksums"], progress=False)
     assert not (tmp_path / "evaluation").exists()
-    assert not list(tmp_path.glob(".*extracting"))
+    assert not list(tmp_path.glob(".*extracting*"))
     monkeypatch.setattr(py7zr.SevenZipFile, "extractall", original)
     n0 = len(server.requests)
     clotho.download_clotho(tmp_path, splits=("evaluation",), base_url=server.url,
@@ -160,7 +161,14 @@ def test_first_run_downloads_each_file_once_and_builds_the_corpus(real_run, rele
     assert real_run["requests"] == 6                 # 3 captions CSVs + 3 audio archives
     p = corpus.provenance
     assert p["source"] == "clotho" and not corpus.is_synthetic
-    assert p["passt_pretrained"] is True and p["passt_variant"] == "10s"
+    assert p["audio_pretrained"] is True and p["audio_frontend"] == "passt-10s"
+    # the weights are identified by the file actually loaded: the random checkpoint under the
+    # release's name, not the release (nothing calls it AudioSet-trained)
+    assert p["audio_weights"] == "sha256:" + sha256_file(real_run["checkpoint"])
+    # a 16-clip mirror checked against a replaced checksum table is not called Clotho v2.1
+    assert p["comparable_with_paper"] is False
+    assert "16 of 5,929 clips" in p["dataset"] and "not comparable" in p["dataset"]
+    assert "127.0.0.1" in p["dataset"] and "Zenodo record" not in p["dataset"]
     assert p["text_model"] == MPNET and corpus.dim == 768
     assert corpus.train.clip_names == release["clips"]["development"]
     assert set(corpus.train.clip_names) <= set(AWKWARD_NAMES)
@@ -216,12 +224,16 @@ def test_archive_round_trip_over_http(real_run, tmp_path, server):
 def test_provenance_refusal_names_both(real_run, tmp_path, server):
     out = archive.export_cache(real_run["root"] / "cache", tmp_path / "x.tar")
     with pytest.raises(ValueError, match=r"text_model: cache has 'sentence-transformers/all-mpnet-base-v2', "
-                                         r"asked for 'offline'"):
+                                         r"asked for 'sentence-transformers/all-MiniLM-L6-v2'"):
         load_corpus("clotho", cache_dir=tmp_path / "c", archive=out["path"], text_model="offline")
-    with pytest.raises(ValueError, match="passt_variant: cache has '10s', asked for '30s'"):
+    with pytest.raises(ValueError, match="audio_frontend: cache has 'passt-10s', asked for 'passt-30s'"):
         load_corpus("clotho", cache_dir=real_run["root"] / "cache", passt_variant="30s")
-    with pytest.raises(ValueError, match="passt_pretrained: cache has True, asked for False"):
+    with pytest.raises(ValueError, match="audio_pretrained: cache has True, asked for False"):
         load_corpus("clotho", cache_dir=real_run["root"] / "cache", passt_pretrained=False)
+    # the archive carries what the data and weights were
+    manifest = archive.read_manifest(out["path"])["provenance"]
+    assert manifest["comparable_with_paper"] is False
+    assert manifest["audio_weights"] == "sha256:" + sha256_file(real_run["checkpoint"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +356,13 @@ def run_chapter(chapter, root, server, tmp_path, **extra):
 
 @pytest.mark.parametrize("chapter", _toc_chapters())
 def test_chapter_runs_on_real_data(chapter, chapter_env, server, tmp_path):
-    run_chapter(chapter, chapter_env["root"], server, tmp_path)
+    nb = run_chapter(chapter, chapter_env["root"], server, tmp_path)
+    text = "\n".join(t for c in nb.cells if c.cell_type == "code" for t in _output_texts(c))
+    if "show_data_note(" in "\n".join(c.source for c in nb.cells if c.cell_type == "code"):
+        # the page says what it ran on: a 16-clip mirror, not comparable, and which weights
+        assert "16 of 5,929 clips" in text and "not comparable with the paper" in text, chapter
+        assert "can be compared with the paper" not in text, chapter
+        assert sha256_file(chapter_env["checkpoint"])[:12] in text, chapter
 
 
 def test_chapter_6_with_real_audiocaps(chapter_env, server, tmp_path):

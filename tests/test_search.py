@@ -90,14 +90,15 @@ def test_index_then_search_end_to_end(capsys, folder, checkpoint, tmp_path):
     for bad in ("broken.wav", "click.wav", "notes.txt"):   # reported by name, skipped
         assert f"skipped {bad}:" in text
     assert "too short" in text and "not an audio file" in text and ".DS_Store" not in text
-    assert "random-weight PaSST" in text                   # labelled as a plumbing index
+    assert "passt-10s with random weights" in text                   # labelled as a plumbing index
 
     index = S.AudioIndex.load(out)
     assert sorted(index.names) == ["beep.wav", "hum.wav", "sub/buzz.flac"]
     prov = index.provenance
     assert prov["checkpoint"]["sha256"] == S.file_sha256(checkpoint)
     assert S.canonical_text_model(prov["text_model"]) == S.canonical_text_model("offline")
-    assert prov["passt_variant"] == "10s" and prov["passt_pretrained"] is False
+    assert prov["audio_frontend"] == "passt-10s" and prov["audio_pretrained"] is False
+    assert prov["audio_weights"] == "random:seed=0"
 
     code, text, err = _run(capsys, "search", out, "a dog barks while rain falls", "-k", "2")
     assert code == 0, err
@@ -159,7 +160,8 @@ def test_resume_refuses_logits_of_another_passt(capsys, folder, checkpoint, tmp_
     assert _index(capsys, folder, checkpoint, out)[0] == 0
     code, _, err = _index(capsys, folder, checkpoint, out, "--seed", "1")
     assert code == 2
-    assert "random_seed" in err and "delete" in err
+    assert "audio_weights: shards 'random:seed=0', this run 'random:seed=1'" in err and "delete" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------------------------------------

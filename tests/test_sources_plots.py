@@ -30,9 +30,30 @@ def test_unknown_source_refused():
         load_corpus("audiocaps")
 
 
-def test_data_note_says_synthetic():
+def test_data_note_says_what_the_data_and_weights_were():
     assert "synthetic" in data_note(_corpus()).lower()
-    assert "real clotho" in data_note(_corpus("clotho")).lower()
+    complete = _corpus("clotho")
+    complete.provenance.update(dataset="Clotho v2.1 (Zenodo record 4783391), complete (5,929 clips)",
+                               comparable_with_paper=True, audio_frontend="passt-10s",
+                               audio_pretrained=True, audio_weights="sha256:" + "ab" * 32,
+                               audio={"weights_file": "passt-s-f128-p16-s10-ap.476-swa.pt"},
+                               text_model="sentence-transformers/all-mpnet-base-v2")
+    note = data_note(complete)
+    assert "can be compared with the paper's" in note and "sha256 abababababab" in note
+    assert "passt-s-f128-p16-s10-ap.476-swa.pt" in note and "synthetic" not in note.lower()
+    mirror = _corpus("clotho")
+    mirror.provenance.update(dataset="Clotho-shaped data from http://127.0.0.1:8000/: 16 of 5,929 "
+                                     "clips. Its numbers are not comparable with the paper's.",
+                             comparable_with_paper=False, passt_variant="10s", passt_pretrained=False,
+                             passt_seed=0, passt_weights_sha1="cd" * 20)
+    note = data_note(mirror)
+    assert "16 of 5,929 clips" in note and "not comparable" in note and "can be compared" not in note
+    assert "without trained weights" in note and "passt-10s" in note
+    legacy = _corpus("clotho")           # a cache built before the release was recorded
+    legacy.provenance.update(dataset="Clotho v2.1 (Zenodo record 4783391)", passt_variant="10s",
+                             passt_pretrained=True)
+    note = data_note(legacy)
+    assert "was not recorded" in note and "can be compared" not in note and "12 clips" in note
 
 
 def test_clotho_source_loads_a_complete_cache(tmp_path):

@@ -46,9 +46,96 @@ def test_chance_metrics_needs_a_positive_clip_count(bad):
 
 
 def test_chance_metrics_small_cases_by_hand():
-    assert chance_metrics(1) == {"mAP@10": 1.0, "R@1": 1.0, "R@5": 1.0, "R@10": 1.0}
+    assert chance_metrics(1) == {"mAP@10": 1.0, "mAP@16": 1.0, "R@1": 1.0, "R@5": 1.0, "R@10": 1.0,
+                                 "median rank": 1.0}
     m = chance_metrics(4)          # ranks 1..4 equally likely: mAP = (1 + 1/2 + 1/3 + 1/4) / 4
     assert m["mAP@10"] == pytest.approx(25 / 48) and m["R@1"] == 0.25 and m["R@5"] == 1.0
+
+
+# -- scores and embeddings that would be silently wrong (issue 16) -------------------------------
+
+from retrieval_lib.metrics import score  # noqa: E402
+
+
+@pytest.mark.parametrize("which", ["text", "audio"])
+@pytest.mark.parametrize("make", [lambda x: x.astype(np.complex128), lambda x: torch.from_numpy(x).to(torch.complex64),
+                                  lambda x: (x + 1j * x).tolist()])
+def test_score_refuses_complex_embeddings(which, make):
+    t, a = np.ones((2, 3)), np.eye(3)
+    t[0, 0] = 2.0
+    args = (make(t), a) if which == "text" else (t, make(a))
+    with pytest.raises(ValueError, match=rf"{which}_emb must be real numbers, got .*complex"):
+        score(*args)
+
+
+@pytest.mark.parametrize("rows", [[0], [1, 2], [0, 1, 2, 3]])
+def test_score_refuses_nan_query_embeddings_naming_the_rows(rows):
+    t = np.random.default_rng(0).normal(size=(4, 3))
+    t[rows, 1] = np.nan
+    with pytest.raises(ValueError, match=rf"text_emb contains NaN or inf \(rows \[{', '.join(map(str, rows))}\]\)"):
+        score(t, np.eye(3))
+    with pytest.raises(ValueError, match="audio_emb contains NaN or inf"):
+        score(np.eye(3), np.where(np.eye(3) > 0, np.inf, 0.0))
+
+
+def test_score_warns_about_text_rows_that_score_zero_everywhere():
+    t = np.random.default_rng(0).normal(size=(5, 4))
+    t[1] = 0.0            # all zero
+    t[3] = 0.7            # constant: eq. 1's LayerNorm maps it to zero
+    a = np.random.default_rng(1).normal(size=(6, 4))
+    with pytest.warns(UserWarning, match=r"2 of 5 text embeddings are constant .* score 0 with every clip \(rows \[1, 3\]\)"):
+        s = score(t, a)
+    np.testing.assert_array_equal(s[[1, 3]].numpy(), 0.0)         # what the warning says
+    # without eq. 1 a constant row is a real direction; only the zero row is flagged
+    with pytest.warns(UserWarning, match=r"1 of 5 text embeddings are all zero: they score 0 with every clip \(rows \[1\]\)"):
+        score(t, a, query=False)
+    a[[0, 4]] = 0.0
+    with pytest.warns(UserWarning, match=r"2 of 6 audio embeddings are all zero: they score 0 with every caption"):
+        score(np.random.default_rng(2).normal(size=(3, 4)), a)
+
+
+def test_score_of_healthy_embeddings_does_not_warn():
+    import warnings
+    gen = np.random.default_rng(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        score(gen.normal(size=(4, 5)), gen.normal(size=(3, 5)))
+        score(torch.from_numpy(gen.normal(size=(4, 5))), torch.from_numpy(gen.normal(size=(3, 5))), query=False)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.array([["a", "b"]]), "text_emb must be numbers"),
+    ([[1.0, 2.0], [3.0]], "rectangular"),
+    (np.zeros((2, 0)), "has no dimension"),
+    (np.zeros(3), "must be 2-d"),
+])
+def test_score_refuses_other_malformed_embeddings(bad, message):
+    with pytest.raises(ValueError, match=message):
+        score(bad, np.eye(2))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64, np.int16])
+def test_unsigned_and_small_integer_targets(dtype):
+    s = np.array([[0.1, 0.9, 0.5], [0.9, 0.1, 0.5]])
+    # caption 0's clip 2 is second (0.9 above it); caption 1's clip 0 is first
+    assert ranks(s, np.array([2, 0], dtype=dtype)).tolist() == [2, 1]
+    assert retrieval_metrics(s, np.array([2, 0], dtype=dtype))["mAP@10"] == pytest.approx(0.75)
+
+
+def test_reversed_and_read_only_views_are_read_as_they_are():
+    import warnings
+    s = np.array([[0.1, 0.9, 0.5], [0.9, 0.1, 0.5], [0.3, 0.2, 0.1]])
+    target = np.array([0, 0, 2])
+    want = ranks(s[::-1], target[::-1].copy()).tolist()
+    assert want == [3, 1, 3]                                # by hand, rows reversed
+    frozen = s.copy()
+    frozen.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ranks(s[::-1], target[::-1]).tolist() == want
+        assert ranks(frozen, np.broadcast_to(np.array([0]), (3,))).tolist() == [3, 1, 1]
+        assert retrieval_metrics(s[:, ::-1], np.eye(3, dtype=bool)[::-1]) == retrieval_metrics(s[:, ::-1], [2, 1, 0])
+        top_k(np.array([0.1, 0.4, 0.3, 0.2])[::-1], _split(), k=1)
 
 
 # -- analysis.top_k and RetrievalSplit.subset ----------------------------------------------------
@@ -58,10 +145,44 @@ def _split(n=4):
                           [f"c{i}.wav" for i in range(n)], [f"caption {i}" for i in range(n)])
 
 
-@pytest.mark.parametrize("bad", [-1, 0, 2.5, None])
+@pytest.mark.parametrize("bad", [-1, 0, 2.5, 2.0, None, True, False, np.True_, "3", torch.tensor(2.0),
+                                 np.float64(3.0)])
 def test_top_k_refuses_bad_k(bad):
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         top_k([0.1, 0.4, 0.3, 0.2], _split(), k=bad)
+
+
+@pytest.mark.parametrize("k", [np.int64(2), np.int32(2), np.uint8(2), torch.tensor(2)])
+def test_top_k_accepts_numpy_and_tensor_integers(k):
+    assert [r["clip"] for r in top_k([0.1, 0.4, 0.3, 0.2], _split(), k=k)] == ["c1.wav", "c2.wav"]
+
+
+@pytest.mark.parametrize("scores, message", [
+    ([0.1 + 1j, 0.4, 0.3, 0.2], "complex"),
+    (torch.tensor([0.1, 0.4, 0.3, 0.2], dtype=torch.complex64), "complex"),
+    ([True, False, False, True], "booleans"),
+    (np.zeros((2, 4)), "one query's scores"),
+    (["a", "b", "c", "d"], "must be numbers"),
+])
+def test_top_k_refuses_bad_scores(scores, message):
+    with pytest.raises(ValueError, match=message):
+        top_k(scores, _split())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"seed": 1.5}, "seed must be an integer >= 0"),
+    ({"seed": True}, "seed must be an integer >= 0"),
+    ({"audio_emb": np.ones((3, 3))}, r"audio_emb must be \(n_clips, d\) = \(4, 3\)"),
+    ({"audio_emb": np.ones((4, 3)) * 1j}, "complex"),
+    ({"audio_emb": np.full((4, 3), np.nan)}, "NaN"),
+])
+def test_pair_scores_refuses_bad_arguments(kwargs, message):
+    from retrieval_lib.analysis import pair_scores
+    args = {"audio_emb": np.ones((4, 3)), "split": _split(), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        pair_scores(**args)
 
 
 def test_top_k_order_by_hand():

@@ -5,7 +5,8 @@ import pytest
 
 from retrieval_lib.data import Corpus
 from retrieval_lib.metrics import chance_metrics, retrieval_metrics
-from retrieval_lib.synthetic import SyntheticSpec, _ing, load_synthetic_corpus, make_synthetic_corpus
+from retrieval_lib.synthetic import (SYNTHETIC_RELEVANCE_SOURCE, SyntheticSpec, _ing, load_synthetic_corpus,
+                                     make_synthetic_corpus, synthetic_ground_truth, synthetic_relevance)
 from retrieval_lib.tags import tag_embedding
 from retrieval_lib.text import clean_caption, query_embedding
 from retrieval_lib.train import TrainConfig, train_model
@@ -112,3 +113,113 @@ def test_truncated_cache_is_detected_and_rebuilt(tmp_path, text_encoder):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_synthetic_corpus(tiny, tmp_path, text_encoder)
+
+
+# -- the generator's ground truth and the relevance derived from it -------------------------------
+
+class _ZeroEncoder:
+    """Stands in for the sentence model where only the generator's draws matter."""
+    model_name = "zero"
+
+    def encode(self, texts, show_progress=False):
+        return np.zeros((len(texts), 4), np.float32)
+
+
+def _fingerprint(corpus):
+    import hashlib
+    import json
+    h = hashlib.sha256()
+    for split in corpus.splits():
+        h.update(split.logits.tobytes())
+        h.update(split.caption_clip.tobytes())
+        h.update(json.dumps([split.captions, split.clip_names]).encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("spec, fingerprint", [
+    (SMALL, "92104d6ac9d8ba288b973e6babced02a00abcf1a055eea573c8dfdd65df2db00"),
+    (SyntheticSpec(n_train=50, n_val=20, n_test=30, seed=3, style="audiocaps", captions_per_clip=1),
+     "659b0bdd40abacb3337d8aa0cf374ec919ee4b66fc67b0876f6c3e2a0f89ed3f"),
+])
+def test_exposing_the_ground_truth_left_the_corpus_unchanged(spec, fingerprint):
+    # fingerprints of logits, captions, caption_clip and clip names recorded with the generator
+    # as it was before it returned its ground truth (commit cbc6873): old caches stay valid
+    assert _fingerprint(make_synthetic_corpus(spec, _ZeroEncoder())) == fingerprint
+
+
+def test_ground_truth_agrees_with_the_corpus_and_the_clip_names():
+    corpus = make_synthetic_corpus(SMALL, _ZeroEncoder())
+    truth = synthetic_ground_truth(SMALL)
+    for split in corpus.splits():
+        t = truth[split.name]
+        assert list(t.captions) == split.captions and list(t.clip_names) == split.clip_names
+        assert list(t.caption_clip) == split.caption_clip.tolist()
+        for name, events in zip(t.clip_names, t.clip_events):     # synthetic_00012_dog+rain.wav
+            assert set(name[len("synthetic_00000_"):-len(".wav")].split("+")) == set(events)
+        for q, c in enumerate(t.caption_clip):
+            assert t.caption_events[q] and set(t.caption_events[q]) <= set(t.clip_events[c])
+            assert t.caption_scene[q] in (None, t.clip_scene[c])
+
+
+def test_synthetic_relevance_follows_its_definition():
+    truth = synthetic_ground_truth(SMALL)["test"]
+    rel = synthetic_relevance(SMALL, "test")
+    assert rel.source == SYNTHETIC_RELEVANCE_SOURCE and "SYNTHETIC" in rel.source
+    assert rel.values.shape == (len(truth.captions), len(truth.clip_names))
+    assert rel.query_index.tolist() == list(range(len(truth.captions)))
+    for q in range(len(truth.captions)):
+        want = [set(truth.caption_events[q]) <= set(truth.clip_events[c])
+                and truth.caption_scene[q] in (None, truth.clip_scene[c])
+                for c in range(len(truth.clip_names))]
+        assert rel.values[q].tolist() == want
+    assert rel.values[np.arange(rel.n_queries), list(truth.caption_clip)].all()   # its own clip
+    per_query = rel.relevant_per_query()
+    assert per_query.min() >= 1 and per_query.max() > 1       # many queries have several clips
+
+
+def test_synthetic_relevance_of_a_corpus_and_of_a_loaded_cache(corpus, tmp_path, text_encoder):
+    from_spec = synthetic_relevance(SMALL, "val")
+    from_corpus = synthetic_relevance(corpus, "val")
+    np.testing.assert_array_equal(from_corpus.values, from_spec.values)
+    tiny = SyntheticSpec(n_train=4, n_val=3, n_test=5, seed=11)
+    load_synthetic_corpus(tiny, tmp_path, text_encoder)
+    (cached,) = tmp_path.glob("synthetic-*")
+    names_before = sorted(p.name for p in cached.iterdir())
+    loaded = Corpus.load(cached)                     # a cache in the existing format, no new file
+    np.testing.assert_array_equal(synthetic_relevance(loaded).values, synthetic_relevance(tiny).values)
+    assert sorted(p.name for p in cached.iterdir()) == names_before
+
+
+def test_synthetic_relevance_refuses_what_it_cannot_derive(corpus):
+    import dataclasses
+    changed = dataclasses.replace(corpus.test, captions=["A changed caption."] + corpus.test.captions[1:])
+    tampered = Corpus(corpus.train, corpus.val, changed, corpus.tag_emb, corpus.provenance)
+    with pytest.raises(ValueError, match="made by another version of the generator"):
+        synthetic_relevance(tampered)
+    real = Corpus(corpus.train, corpus.val, corpus.test, corpus.tag_emb, {"source": "clotho"})
+    with pytest.raises(ValueError, match="needs the synthetic corpus; this one's source is 'clotho'"):
+        synthetic_relevance(real)
+    no_spec = Corpus(corpus.train, corpus.val, corpus.test, corpus.tag_emb, {"source": "synthetic"})
+    with pytest.raises(ValueError, match="records no usable spec"):
+        synthetic_relevance(no_spec)
+    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test'"):
+        synthetic_relevance(SMALL, "dev")
+    # a cache of the older format, from the fake-Clotho pipeline (source "synthetic", no spec)
+    from pathlib import Path
+    legacy = Corpus.load(Path(__file__).parent / "data" / "legacy" / "corpus")
+    with pytest.raises(ValueError, match="made by retrieval_lib.clotho.make_fake_clotho"):
+        synthetic_relevance(legacy)
+    with pytest.raises(ValueError, match="spec must be a SyntheticSpec"):
+        synthetic_ground_truth({"seed": 1})
+
+
+def test_many_relevant_clips_can_only_raise_recall(corpus):
+    """Every caption's own clip is among its relevant clips, so the best-ranked relevant clip is
+    never below the own clip: R@k cannot drop and the median rank cannot rise."""
+    test = corpus.test
+    scores = query_embedding(test.text_emb) @ tag_embedding(test.logits, corpus.tag_emb).T
+    one = retrieval_metrics(scores, test.caption_clip)
+    many = retrieval_metrics(scores, synthetic_relevance(corpus, "test"))
+    for k in ("R@1", "R@5", "R@10"):
+        assert many[k] >= one[k]
+    assert many["median rank"] <= one["median rank"]
