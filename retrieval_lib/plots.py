@@ -56,7 +56,7 @@ def plot_training_curves(history: dict, ax=None, synthetic: bool = False, title:
         ax2.plot(epochs, history["test_map"], label="test mAP@10", color="tab:red", ls=":")
     ax2.set_ylabel("mAP@10")
     lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=9)
     if title:
         ax.set_title(title)
     return stamp_synthetic(ax, synthetic)
@@ -77,7 +77,7 @@ def plot_score_distributions(scores: dict, ax=None, synthetic: bool = False, tit
         ax.hist(v, bins=edges, density=True, histtype="step", lw=1.6, label=f"{label} (n={len(v)})")
     ax.set_xlabel("similarity score (dot product)")
     ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     if title:
         ax.set_title(title)
     return stamp_synthetic(ax, synthetic)
@@ -141,7 +141,7 @@ def plot_lambda_curve(lams, maps_per_seed, ax=None, synthetic: bool = False, pap
     ax.set_xlabel("λ (weight of the learned audio embedding, eq. 5)")
     ax.set_ylabel(f"{metric}, this run")
     ax.set_title("this run", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=9)
     if paper:
         pax = paper_ax if paper_ax is not None else paper_panel(ax, width="50%")
         pl = sorted(paper)
@@ -159,9 +159,9 @@ def plot_rank_histogram(ranks, ax=None, synthetic: bool = False, max_rank: int =
     r = np.minimum(np.asarray(ranks), max_rank + 1)
     ax.hist(r, bins=np.arange(0.5, max_rank + 2.5), histtype="stepfilled", alpha=0.5, label=label)
     ax.axvline(10.5, color="black", ls="--", lw=1)
-    ax.text(10.7, ax.get_ylim()[1] * 0.9, "top 10", fontsize=8)
+    ax.text(10.7, ax.get_ylim()[1] * 0.9, "top 10", fontsize=9)
     ax.set_xlabel(f"rank of the relevant clip ({max_rank + 1} = beyond {max_rank})")
     ax.set_ylabel("captions")
     if label:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     return stamp_synthetic(ax, synthetic)
