@@ -30,7 +30,8 @@ from pathlib import Path
 
 from . import __version__
 from .core import (UnsafePathError, atomic_write_json, atomic_write_text, check_provenance,
-                   ensure_dir, is_within, parse_sha256, read_json, refuse_symlink, sha256_file)
+                   ensure_dir, is_within, parse_sha256, read_json, refuse_symlink, remove_file,
+                   sha256_file)
 from .data import Corpus
 
 FORMAT = "retrieval_lib embedding cache"
@@ -90,8 +91,10 @@ def export_cache(cache_dir, out=None) -> dict:
             for name in files:
                 tar.add(staged / name, arcname=f"{PREFIX}/{name}", recursive=False)
         digest = sha256_file(partial)
+        sha_file = Path(str(out) + ".sha256")
+        remove_file(sha_file)        # never a stale one beside the new archive (a link: the link)
         os.replace(partial, out)
-    atomic_write_text(Path(str(out) + ".sha256"), f"{digest}  {out.name}\n")   # replaces a link
+    atomic_write_text(sha_file, f"{digest}  {out.name}\n")
     return {"path": out, "sha256": digest, "provenance": provenance, "files": files}
 
 

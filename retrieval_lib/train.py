@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import atomic_write_json, ensure_dir, resolve_device
+from .core import atomic_write_json, ensure_dir, refuse_symlink, remove_file, resolve_device
 from .data import Corpus, RetrievalSplit
 from .fast_train import plateau_update, train_model, train_models
 from .loss import batch_scores, compute_loss, get_loss
@@ -310,8 +310,10 @@ def results_table(results: "Iterable[TrainResult]", corpus: Corpus, split: str =
 
 def save_results(results: "Iterable[TrainResult]", directory: "str | os.PathLike") -> Path:
     """Save several results as checkpoints plus an index.json (for the pipeline), each file
-    written atomically; index.json, written last, lists the checkpoints."""
+    written atomically; index.json, which lists the checkpoints, is removed first and written
+    last, so an interrupted re-save never lists checkpoints of two saves as one set."""
     directory = ensure_dir(directory, "results folder")
+    remove_file(refuse_symlink(directory / "index.json", "checkpoint list"))
     names = []
     for i, r in enumerate(results):
         name = f"model_{i:03d}.pt"

@@ -376,3 +376,42 @@ def test_non_numbers_are_refused_by_name(bad, message):
         AudioEncoder(527, 8)(bad)
     with pytest.raises(ValueError, match=f"logits {message}"):
         tag_embedding(bad, np.ones((527, 8), np.float32))
+
+
+def test_an_interrupted_resave_of_checkpoints_lists_none_of_the_old_set(tmp_path, monkeypatch):
+    """save_results removes index.json first and writes it last: a crash in between leaves no
+    list pairing new checkpoints with old ones."""
+    from retrieval_lib import train
+    from retrieval_lib.train import TrainConfig, TrainResult
+
+    def result(seed):
+        import torch
+        w = torch.zeros(4, 527) + seed
+        return TrainResult(TrainConfig(seed=seed), {"linear.weight": w, "linear.bias": torch.zeros(4),
+                                                    "norm.weight": torch.ones(527), "norm.bias": torch.zeros(527)})
+    train.save_results([result(0), result(1)], tmp_path / "ck")
+    real = TrainResult.save
+    calls = []
+
+    def crash_second(self, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, path)
+    monkeypatch.setattr(TrainResult, "save", crash_second)
+    with pytest.raises(KeyboardInterrupt):
+        train.save_results([result(5), result(6)], tmp_path / "ck")
+    assert not (tmp_path / "ck" / "index.json").exists()
+
+
+def test_an_export_never_leaves_a_stale_sha256_beside_a_new_archive(tmp_path, monkeypatch):
+    _corpus().save(tmp_path / "c")
+    first = archive.export_cache(tmp_path / "c", tmp_path / "a.tar")
+    monkeypatch.setattr(archive, "atomic_write_text", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    other = _corpus({"source": "clotho", "text_model": "offline", "audio_frontend": "passt-20s",
+                     "audio_pretrained": True})
+    other.save(tmp_path / "c2")
+    with pytest.raises(KeyboardInterrupt):
+        archive.export_cache(tmp_path / "c2", tmp_path / "a.tar")
+    sha = Path(str(first["path"]) + ".sha256")
+    assert not sha.exists() or sha.read_text().split()[0] == core.sha256_file(first["path"])
