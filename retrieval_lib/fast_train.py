@@ -98,9 +98,9 @@ def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, step
 # -- the two hand-written pieces ---------------------------------------------------------------
 
 class UnitNorm(torch.autograd.Function):
-    """y = x / max(|x|, 1e-12) along the last dimension (F.normalize), with the backward as one
-    expression: dL/dx = (g - y (y . g)) / |x| (the projection term vanishes where the norm is
-    clamped, as autograd's gradient of F.normalize does)."""
+    """``y = x / max(norm(x), 1e-12)`` along the last dimension (F.normalize), with the backward
+    as one expression: ``dL/dx = (g - y (y . g)) / norm(x)`` (the projection term vanishes where
+    the norm is clamped, as autograd's gradient of F.normalize does)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
