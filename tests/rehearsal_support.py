@@ -227,13 +227,14 @@ def _ac_tone(path, freq, seconds=1.0, sr=44100):
 
 
 def make_tiny_audiocaps(root, missing_val_clip=True):
-    """train: 3 clips x 1 caption; val and test: 2 clips x 5 captions; several naming schemes."""
+    """train: 3 clips x 1 caption; val: 3 clips x 5 captions (the second without audio when
+    `missing_val_clip`); test: 2 clips x 5 captions; several naming schemes."""
     cap_id = iter(range(1000, 2000))
     plan = {"train": [("yt_train0", "30"), ("yt-train1", "0"), ("yt_train2", "12.5")],
-            "val": [("yt_val0", "10"), ("yt_val1", "20")],
+            "val": [("yt_val0", "10"), ("yt_val1", "20"), ("yt_val2", "5")],
             "test": [("yt_test0", "0"), ("yt_test1", "40")]}
     names = {"train": ["{yt}_{start}.wav", "Y{yt}.wav", "{yt}_{start}.flac"],
-             "val": ["{yt}_{start}.wav", "{id}.wav"], "test": ["{yt}.wav", "{yt}_{start}.wav"]}
+             "val": ["{yt}_{start}.wav", "{id}.wav", "Y{yt}.wav"], "test": ["{yt}.wav", "{yt}_{start}.wav"]}
     for split, clips in plan.items():
         folder = root / split
         folder.mkdir(parents=True)

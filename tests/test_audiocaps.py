@@ -19,16 +19,16 @@ def extractor():
 def test_read_captions_groups_rows_per_clip(tmp_path):
     make_tiny_audiocaps(tmp_path)
     rows = read_captions(tmp_path / "val.csv")
-    assert [k for k, _, _ in rows] == ["yt_val0_10", "yt_val1_20"]
+    assert [k for k, _, _ in rows] == ["yt_val0_10", "yt_val1_20", "yt_val2_5"]
     assert all(len(caps) == 5 for _, _, caps in rows)
 
 
 def test_tiny_audiocaps_corpus(tmp_path, extractor, text_encoder):
     make_tiny_audiocaps(tmp_path / "ac")
-    with pytest.warns(UserWarning, match="AudioCaps val: 1 of 2 clips not found"):
+    with pytest.warns(UserWarning, match="AudioCaps val: 1 of 3 clips not found"):
         corpus = load_audiocaps(tmp_path / "ac", tmp_path / "cache", extractor=extractor,
                                 text_encoder=text_encoder, progress=False)
-    assert (corpus.train.n_clips, corpus.val.n_clips, corpus.test.n_clips) == (3, 1, 2)
+    assert (corpus.train.n_clips, corpus.val.n_clips, corpus.test.n_clips) == (3, 2, 2)
     assert corpus.train.n_captions == 3 and corpus.test.n_captions == 10
     assert corpus.provenance["source"] == "audiocaps" and not corpus.is_synthetic
     assert corpus.provenance["skipped"]["val"] == [{"file": "yt_val1_20", "error": "clip not found"}]

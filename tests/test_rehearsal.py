@@ -247,6 +247,7 @@ SMALL = {
     "book/06_training": {"SEEDS": [0], "AC_EPOCHS": 2, "AC_N_TRAIN": 50, "EXERCISE_EPOCHS": 2},
     "book/07_ablations": {"SEEDS": [0], "LAMBDAS": [0.0, 0.8, 1.0], "MARGINS": [0.4, 1.0]},
     "book/08_model_selection": {"SEEDS": [0]},
+    "book/09_since_2022": {"SEEDS": [0]},
     "book/11_search_at_scale": {"N_CLIPS": 3000, "N_QUERIES": 20, "N_SINGLE": 5, "NPROBES": [4, 8]},
 }
 
