@@ -104,6 +104,7 @@ class UnitNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        """The unit vectors of `x` along its last dimension (the norm clamped at 1e-12)."""
         raw = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
         n = raw.clamp_min(_NORM_EPS)
         y = x / n
@@ -112,6 +113,7 @@ class UnitNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        """The gradient with respect to `x` of a loss whose gradient at the output is `g`."""
         y, n, unclamped = ctx.saved_tensors
         dot = (y * g).sum(-1, keepdim=True) * unclamped
         return (g - y * dot).div_(n)
