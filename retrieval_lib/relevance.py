@@ -308,8 +308,8 @@ def load_dcase2025_relevance(path, split: "RetrievalSplit", strict: bool = False
     strings). Refused (ValueError naming the file and line): missing columns, rows with extra
     or missing fields, malformed lists, a query given twice. Queries and clips the split lacks
     are reported (strict=True: refused). The relevant clips are exactly the listed ones: the
-    file replaces the caption's own clip, it does not add to it (46 of its 1,037 queries do
-    not list their own clip).
+    file replaces the caption's own clip, it does not add to it (a query whose own clip the file
+    does not list is scored without it).
     """
     file = _dcase_file(path)
     rows = _read_csv(file, ("query", "audio_filenames"))
