@@ -9,20 +9,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from retrieval_lib import analysis, paper, plots  # noqa: E402
-from retrieval_lib.data import Corpus, RetrievalSplit  # noqa: E402
+from tiny_corpus import tiny_corpus as _corpus, tiny_split as _split  # noqa: E402
 from retrieval_lib.sources import data_note, load_corpus  # noqa: E402
 
 
-def _split(name, n_clips, d=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return RetrievalSplit(name, rng.normal(size=(n_clips, 527)), rng.normal(size=(2 * n_clips, d)),
-                          np.repeat(np.arange(n_clips), 2), [f"c{i}.wav" for i in range(n_clips)],
-                          [f"caption {i}" for i in range(2 * n_clips)])
-
-
-def _corpus(source="synthetic"):
-    tag = np.random.default_rng(1).normal(size=(527, 4))
-    return Corpus(_split("train", 6), _split("val", 3), _split("test", 3), tag, {"source": source})
 
 
 def test_unknown_source_refused():
